@@ -1,0 +1,93 @@
+"""Write generated datasets: atomically, never over existing data, with a sample grid."""
+
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import torch
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def prepare_output_dir(out_dir, overwrite=False):
+    """Create ``out_dir``; refuse to reuse a non-empty one unless ``overwrite``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out_dir`` holds files and ``overwrite`` is False.
+    """
+    out_dir = pathlib.Path(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds files; pass --overwrite to replace them")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` and move the result onto ``path`` in one rename."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save_split(out_dir, split, x, y=None, meta=None):
+    """Save ``X_<split>.sav``, ``y_<split>.sav`` (as torch tensors) and ``meta_<split>.npz``.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Dataset directory.
+    split : {'train', 'test'}
+    x : numpy.ndarray, shape (n, c, h, w)
+        Images in [0, 1], saved as float32.
+    y : numpy.ndarray, shape (n,), optional
+        Integer labels.
+    meta : dict of numpy.ndarray, optional
+        Per-image metadata (e.g. true angle and flip), saved with ``np.savez``.
+    """
+    out_dir = pathlib.Path(out_dir)
+    atomic_write(out_dir / f"X_{split}.sav", lambda p: torch.save(torch.from_numpy(x.astype(np.float32)), p))
+    if y is not None:
+        atomic_write(
+            out_dir / f"y_{split}.sav", lambda p: torch.save(torch.from_numpy(y.astype(np.int64)), p)
+        )
+    if meta:
+
+        def write_meta(tmp):
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
+                np.savez(f, **meta)
+
+        atomic_write(out_dir / f"meta_{split}.npz", write_meta)
+
+
+def save_sample_grid(path, x, labels=None, ncols=12, title=None):
+    """Save a PNG grid of the first images of ``x`` ``(n, c, h, w)`` (first channel shown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(len(x), ncols * 4)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.0, nrows * 1.1 + 0.3), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(x[k, 0], cmap="gray", vmin=0, vmax=1)
+            if labels is not None:
+                ax.set_title(str(labels[k]), fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
+    plt.close(fig)

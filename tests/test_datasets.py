@@ -1,0 +1,192 @@
+import pickle
+import types
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from configs.schema import DataConfig
+from data.datasets import (
+    DatasetError,
+    ImageDataset,
+    get_datasets_from_config,
+    load_array,
+    load_dataset,
+)
+
+
+def make_images(n=6, c=1, size=8, seed=0):
+    return np.random.default_rng(seed).random((n, c, size, size)).astype(np.float32)
+
+
+def write(path, x):
+    """Write ``x`` in the format named by the suffix of ``path``."""
+    suffix = path.suffix
+    if suffix == ".sav":
+        torch.save(torch.from_numpy(x) if isinstance(x, np.ndarray) else x, path)
+    elif suffix == ".npy":
+        np.save(path, x)
+    elif suffix == ".npz":
+        np.savez(path, x=x)
+    elif suffix == ".tif":
+        tifffile.imwrite(path, x)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".sav", ".npy", ".npz", ".tif"])
+def test_each_format_round_trips(tmp_path, suffix):
+    x = make_images(n=5, c=1)[:, 0]  # (n, h, w): a multi-page tif stores one page per image
+    got = load_array(write(tmp_path / f"X_train{suffix}", x))
+    np.testing.assert_array_equal(got, x)
+    data = load_dataset(tmp_path)
+    assert data["X_train"].shape == (5, 1, 8, 8)  # the channel axis is added
+
+
+def test_sav_holding_a_numpy_array_loads(tmp_path):
+    x = make_images()
+    torch.save(x, tmp_path / "X_train.sav")  # the original repo also saved numpy arrays this way
+    np.testing.assert_array_equal(load_array(tmp_path / "X_train.sav"), x)
+
+
+def test_npy_is_memory_mapped(tmp_path):
+    got = load_array(write(tmp_path / "X_train.npy", make_images()))
+    assert isinstance(got, np.memmap)
+    data = load_dataset(tmp_path)
+    assert isinstance(data["X_train"].base, np.memmap) or isinstance(data["X_train"], np.memmap)
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(tmp_path / "X_train.sav", "wb") as f:
+        pickle.dump({"x": Evil()}, f)
+    with pytest.raises(DatasetError, match="X_train.sav.*never arbitrary pickled objects"):
+        load_array(tmp_path / "X_train.sav")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DatasetError, match="obj.npy"):
+        load_array(tmp_path / "obj.npy")
+
+
+def test_sav_of_a_dict_is_refused(tmp_path):
+    torch.save({"x": torch.zeros(2, 4, 4)}, tmp_path / "X_train.sav")
+    with pytest.raises(
+        DatasetError, match="X_train.sav: expected a tensor or numeric numpy array, found dict"
+    ):
+        load_array(tmp_path / "X_train.sav")
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.zeros((2, 1, 1, 8, 8), np.float32), r"must have shape \(n, c, h, w\) or \(n, h, w\)"),
+        (np.zeros((8, 8), np.float32), r"must have shape"),
+        (np.zeros((2, 1, 8, 6), np.float32), "must be square, got height 8 and width 6"),
+        (np.zeros((2, 1, 9, 9), np.float32), "image size must be even, got 9x9; pad by one pixel"),
+        (np.zeros((0, 1, 8, 8), np.float32), "empty image array"),
+        (np.array([[["a"]]]), "must be numeric"),
+    ],
+)
+def test_bad_image_arrays(tmp_path, x, message):
+    np.save(tmp_path / "X_train.npy", x)
+    with pytest.raises(DatasetError, match=message) as err:
+        load_dataset(tmp_path)
+    assert "X_train.npy" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_values_name_the_image(tmp_path, bad):
+    x = make_images()
+    x[4, 0, 2, 3] = bad
+    np.save(tmp_path / "X_train.npy", x)
+    with pytest.raises(DatasetError, match="X_train.npy: image 4 contains NaN or Inf"):
+        load_dataset(tmp_path)
+
+
+def test_values_outside_unit_range(tmp_path):
+    x = make_images() * 255
+    np.save(tmp_path / "X_train.npy", x)
+    with pytest.raises(
+        DatasetError, match=r"X_train.npy: values lie in \[.*\] but must lie in \[0, 1\].*minmax"
+    ):
+        load_dataset(tmp_path)
+    data = load_dataset(tmp_path, rescale="minmax")
+    dset = ImageDataset(data["X_train"], value_range=data["value_range"])
+    items = torch.stack([dset[i][0] for i in range(len(dset))])
+    assert items.min() == pytest.approx(0.0, abs=1e-6) and items.max() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_labels_must_match_images(tmp_path):
+    np.save(tmp_path / "X_train.npy", make_images(n=6))
+    np.save(tmp_path / "y_train.npy", np.arange(5))
+    with pytest.raises(DatasetError, match="y_train.npy: 5 labels for 6 images"):
+        load_dataset(tmp_path)
+    np.save(tmp_path / "y_train.npy", np.zeros((6, 2)))
+    with pytest.raises(DatasetError, match="y_train.npy: labels must be one-dimensional"):
+        load_dataset(tmp_path)
+
+
+def test_train_and_test_sizes_must_match(tmp_path):
+    np.save(tmp_path / "X_train.npy", make_images(size=8))
+    np.save(tmp_path / "X_test.npy", make_images(size=10))
+    with pytest.raises(DatasetError, match=r"X_test.npy: test images have shape .* but training images"):
+        load_dataset(tmp_path)
+
+
+def test_missing_and_ambiguous_files(tmp_path):
+    with pytest.raises(DatasetError, match="dataset directory not found"):
+        load_dataset(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="no X_train file"):
+        load_dataset(tmp_path)
+    np.save(tmp_path / "X_train.npy", make_images())
+    write(tmp_path / "X_train.sav", make_images())
+    with pytest.raises(DatasetError, match="several files for 'X_train'"):
+        load_dataset(tmp_path)
+    with pytest.raises(DatasetError, match="file not found"):
+        load_array(tmp_path / "missing.npy")
+    with pytest.raises(DatasetError, match="unknown file type '.csv'"):
+        (tmp_path / "a.csv").write_text("1")
+        load_array(tmp_path / "a.csv")
+
+
+def test_augmentation_by_90_degrees_equals_rot90():
+    x = torch.from_numpy(make_images(n=1, c=2)[0])
+    assert torch.allclose(ImageDataset.augment(x, 90.0, False), torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5)
+    assert torch.allclose(ImageDataset.augment(x, 0.0, True), x.flip(-1), atol=1e-6)
+
+
+def test_random_augmentation_varies_and_keeps_labels():
+    x = np.zeros((1, 1, 16, 16), np.float32)
+    x[0, 0, 4:8, 7:9] = 1.0  # an off-centre bar: its rotations differ
+    dset = ImageDataset(x, np.array([3]), rotate=True, flip=True)
+    torch.manual_seed(0)
+    items = [dset[0] for _ in range(20)]
+    assert all(label == 3 for _, label in items)
+    imgs = torch.stack([img for img, _ in items])
+    assert imgs.std(0).max() > 0.3  # different orientations
+    # rotation about the centre keeps the mass of an object inside the disk (up to interpolation)
+    assert torch.allclose(imgs.sum((1, 2, 3)), torch.full((20,), 8.0), atol=0.5)
+
+
+def test_unlabelled_items_get_label_minus_one():
+    assert ImageDataset(make_images())[0][1] == -1
+
+
+def test_get_datasets_from_config(tmp_path):
+    np.save(tmp_path / "X_train.npy", make_images(n=10))
+    np.save(tmp_path / "y_train.npy", np.arange(10))
+    np.save(tmp_path / "X_test.npy", make_images(n=4))
+    config = types.SimpleNamespace(
+        data=DataConfig(data_dir=str(tmp_path), batch_size=3, rotation_augmentation=True)
+    )
+    dset, loader, dset_test, loader_test = get_datasets_from_config(config)
+    assert len(dset) == 10 and len(dset_test) == 4
+    assert dset.rotate and not dset_test.rotate
+    x, y = next(iter(loader))
+    assert x.shape == (3, 1, 8, 8) and x.dtype == torch.float32
+    assert sum(len(b[0]) for b in loader_test) == 4
+    assert [int(v) for b in loader_test for v in b[1]] == [-1] * 4
+    (tmp_path / "X_test.npy").unlink()
+    assert get_datasets_from_config(config)[2:] == (None, None)

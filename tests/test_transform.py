@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+from skimage.transform import rotate as sk_rotate
+
+from registration.transform import rotate_flip
+
+
+@pytest.fixture
+def images():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(3, 2, 16, 16, generator=g)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_multiples_of_90_degrees_equal_rot90(images, k):
+    out = rotate_flip(images, 90.0 * k)
+    assert torch.allclose(out, torch.rot90(images, k, dims=(-2, -1)), atol=1e-5)
+
+
+def test_flip_mirrors_columns_before_rotating(images):
+    assert torch.allclose(rotate_flip(images, 0.0, True), images.flip(-1), atol=1e-6)
+    expected = torch.rot90(images.flip(-1), 1, dims=(-2, -1))
+    assert torch.allclose(rotate_flip(images, 90.0, True), expected, atol=1e-5)
+
+
+def test_arbitrary_angle_matches_skimage_rotate():
+    rng = np.random.default_rng(1)
+    img = rng.random((24, 24))
+    for angle in (17.0, 123.4, 301.0):
+        ours = rotate_flip(torch.from_numpy(img)[None, None], angle)[0, 0].numpy()
+        ref = sk_rotate(img, angle, order=1, mode="constant", cval=0.0)
+        # compare away from the border, where the two zero-padding conventions differ
+        yy, xx = np.mgrid[:24, :24] - 11.5
+        inner = np.hypot(yy, xx) < 10
+        np.testing.assert_allclose(ours[inner], ref[inner], atol=1e-6)
+
+
+def test_per_image_angles_and_flips(images):
+    angle = torch.tensor([0.0, 90.0, 180.0])
+    flip = torch.tensor([True, False, True])
+    out = rotate_flip(images, angle, flip)
+    for i in range(3):
+        assert torch.allclose(out[i : i + 1], rotate_flip(images[i : i + 1], angle[i], flip[i]), atol=1e-6)
+
+
+def test_integer_shift_moves_content(images):
+    out = rotate_flip(images, 0.0, shift=torch.tensor([2.0, -3.0]))  # 2 rows down, 3 columns left
+    assert torch.allclose(out[..., 2:, :-3], images[..., :-2, 3:], atol=1e-6)
+    assert (out[..., :2, :] == 0).all()
+
+
+def test_inverse_transform_restores_the_disk():
+    from scipy.ndimage import gaussian_filter
+
+    noise = np.random.default_rng(2).random((2, 1, 16, 16))
+    x = torch.from_numpy(gaussian_filter(noise, sigma=(0, 0, 1.5, 1.5)))  # smooth, like real images
+    back = rotate_flip(rotate_flip(x, 37.0, True), -37.0)  # undo: rotate back, then mirror
+    back = back.flip(-1)
+    yy, xx = np.mgrid[:16, :16] - 7.5
+    inner = torch.from_numpy(np.hypot(yy, xx) < 5)
+    # two bilinear resamplings blur a little; the error stays well below the image's own variation
+    assert (back - x)[..., inner].abs().mean() < 0.1 * x[..., inner].std()
+
+
+def test_gradients_flow_to_the_image(images):
+    x = images.clone().requires_grad_(True)
+    rotate_flip(x, 33.0, True).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"\(b, c, h, w\)"):
+        rotate_flip(torch.zeros(4, 4), 10.0)
+    with pytest.raises(TypeError, match="float"):
+        rotate_flip(torch.zeros(1, 1, 4, 4, dtype=torch.int64), 10.0)
+    with pytest.raises(ValueError, match="angle"):
+        rotate_flip(torch.zeros(2, 1, 4, 4), torch.zeros(3))
