@@ -1,0 +1,66 @@
+"""Reference registration: try every angle of a grid, both flips, keep the best."""
+
+import torch
+
+from registration.register import RegistrationResult, check_pair
+from registration.transform import rotate_flip
+
+
+def disk_mask(h, w, radius=None, device=None, dtype=torch.float32):
+    """1 on pixels whose centre lies inside the centred disk (default: the inscribed one), else 0."""
+    radius = min(h, w) / 2 if radius is None else radius
+    yy = torch.arange(h, device=device, dtype=dtype)[:, None] - (h - 1) / 2
+    xx = torch.arange(w, device=device, dtype=dtype)[None, :] - (w - 1) / 2
+    return (yy**2 + xx**2 <= radius**2).to(dtype)
+
+
+def register_brute_force(fixed, moving, step_deg=1.0, radius=None, max_elements=2**24):
+    """Exhaustive rotation + flip search: the slow, simple reference for :func:`register`.
+
+    Every ``moving[i]`` is warped (bilinear ``grid_sample``) by every angle of
+    ``0, step_deg, 2 step_deg, ...`` without and with a flip, in batches of at most
+    ``max_elements`` values, and the candidate with the least squared error to ``fixed[i]``
+    inside the disk wins.
+
+    Parameters
+    ----------
+    fixed, moving : tensor, shape (b, c, h, w)
+    step_deg : float
+        Angular step of the grid, in degrees.
+    radius : float, optional
+        Radius of the compared disk (default: inscribed).
+    max_elements : int
+        Bound on the size of one batch of warped candidates (memory).
+
+    Returns
+    -------
+    RegistrationResult
+        ``score`` is the normalised cross-correlation inside the disk.
+    """
+    check_pair(fixed, moving)
+    b, c, h, w = fixed.shape
+    angles = torch.arange(0.0, 360.0, step_deg, dtype=fixed.dtype, device=fixed.device)
+    cand_angle = angles.repeat(2)
+    cand_flip = torch.arange(2 * len(angles), device=fixed.device) >= len(angles)
+    mask = disk_mask(h, w, radius, fixed.device, fixed.dtype)
+    fixed_m = fixed * mask
+    best_err = torch.full((b,), torch.inf, dtype=fixed.dtype, device=fixed.device)
+    best = torch.zeros(b, dtype=torch.long, device=fixed.device)
+    best_score = torch.zeros(b, dtype=fixed.dtype, device=fixed.device)
+    chunk = max(1, max_elements // (b * c * h * w))
+    for start in range(0, len(cand_angle), chunk):
+        a, f = cand_angle[start : start + chunk], cand_flip[start : start + chunk]
+        k = len(a)
+        warped = rotate_flip(moving.repeat_interleave(k, 0), a.repeat(b), f.repeat(b)).reshape(b, k, c, h, w)
+        warped = warped * mask
+        err = ((warped - fixed_m[:, None]) ** 2).sum((2, 3, 4))  # (b, k)
+        corr = (warped * fixed_m[:, None]).sum((2, 3, 4))
+        norm = ((warped**2).sum((2, 3, 4)) * (fixed_m**2).sum((1, 2, 3))[:, None]).sqrt()
+        err_min, idx = err.min(1)
+        better = err_min < best_err
+        best_err = torch.where(better, err_min, best_err)
+        best = torch.where(better, idx + start, best)
+        rows = torch.arange(b, device=fixed.device)
+        best_score = torch.where(better, corr[rows, idx] / norm[rows, idx].clamp_min(1e-30), best_score)
+    zero = torch.zeros(b, 2, dtype=fixed.dtype, device=fixed.device)
+    return RegistrationResult(cand_angle[best], cand_flip[best], zero, best_score)

@@ -1,0 +1,218 @@
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+from skimage.registration import phase_cross_correlation
+from skimage.transform import warp_polar
+
+from data import generate_o2mnist, generate_shapes
+from registration import PolarTransform, phase_correlation, register, register_brute_force, rotate_flip
+from registration.brute_force import disk_mask
+
+
+def angle_error(a, b):
+    return ((a - b + 180.0) % 360.0 - 180.0).abs()
+
+
+def true_inverse(angle, flip):
+    """Parameters of the transform that undoes rotate_flip(., angle, flip)."""
+    return torch.where(flip, angle, -angle) % 360.0, flip
+
+
+def smooth_objects(n, size=64, seed=0):
+    """Random smooth images inside a disk: asymmetric 'objects' with no preferred orientation."""
+    rng = np.random.default_rng(seed)
+    x = gaussian_filter(rng.random((n, 1, size, size)), sigma=(0, 0, size / 32, size / 32))
+    return torch.from_numpy(x * disk_mask(size, size, 0.4 * size).numpy()).float()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, *_ = generate_o2mnist.load_mnist()
+    return torch.from_numpy(np.pad(x[:24], ((0, 0), (2, 2), (2, 2)))[:, None] / 255.0).float()
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    images, *_ = generate_shapes.make_shapes(24, np.random.default_rng(0), size=64)
+    return torch.from_numpy(images)
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    from data import generate_nuclei
+
+    images, _ = generate_nuclei.make_nuclei(size=64)
+    return torch.from_numpy(images[::12][:24])
+
+
+def test_polar_matches_skimage_warp_polar():
+    img = np.random.default_rng(0).random((33, 33))  # odd size: centre on a pixel
+    for size, image in (((33, 33), img), ((32, 32), img[:32, :32])):
+        polar = PolarTransform(size, n_angles=72, n_radii=10)
+        ours = polar(torch.from_numpy(image)[None, None])[0, 0].numpy()  # (radii, angles)
+        centre = ((size[0] - 1) / 2, (size[1] - 1) / 2)
+        # skimage: row j is angle +j*5 degrees clockwise as displayed, column k is radius k * R / 20
+        ref = warp_polar(image, center=centre, radius=polar.radius, output_shape=(72, 20), order=1)
+        # ours: angle counter-clockwise, radius (k + 0.5) * R / 10 = skimage column 2k + 1
+        ref = ref[(-np.arange(72)) % 72][:, 1::2].T
+        np.testing.assert_allclose(ours, ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("shift", [(3, -5), (-7, 2), (0, 0), (12, 15)])
+def test_phase_correlation_matches_skimage(shift):
+    rng = np.random.default_rng(1)
+    moving = gaussian_filter(rng.random((3, 2, 40, 48)), (0, 0, 1, 1))
+    fixed = np.roll(moving, shift, axis=(-2, -1))
+    ours, peak = phase_correlation(torch.from_numpy(fixed), torch.from_numpy(moving))
+    for i in range(3):
+        ref, *_ = phase_cross_correlation(fixed[i], moving[i], normalization="phase")
+        np.testing.assert_allclose(ours[i].numpy(), ref[1:], atol=1e-6)  # ref has the channel axis
+        np.testing.assert_allclose(ours[i].numpy(), shift, atol=1e-6)
+    assert torch.allclose(peak, torch.ones(3, dtype=peak.dtype), atol=1e-6)
+
+
+def check_recovery(x, seed, tol_median, tol_p95):
+    g = torch.Generator().manual_seed(seed)
+    angle = torch.rand(len(x), generator=g) * 360
+    flip = torch.rand(len(x), generator=g) < 0.5
+    moving = rotate_flip(x, angle, flip)
+    result = register(x, moving)
+    brute = register_brute_force(x, moving, step_deg=0.25)
+    want_angle, want_flip = true_inverse(angle, flip)
+    err = angle_error(result.angle, want_angle)
+    assert (result.flip == want_flip).all()
+    assert err.median() < tol_median and err.quantile(0.95) < tol_p95, (err.median(), err.quantile(0.95))
+    # the aligned residual is within a few percent of the best of a 0.25-degree brute-force search
+    mask = disk_mask(*x.shape[-2:])
+    ours_res = ((result.apply(moving) - x) * mask).pow(2).sum((1, 2, 3))
+    brute_res = ((brute.apply(moving) - x) * mask).pow(2).sum((1, 2, 3))
+    assert (ours_res <= brute_res * 1.05 + 1e-3 * x.pow(2).sum((1, 2, 3))).all()
+    return err
+
+
+def test_recovers_random_transforms_of_smooth_images():
+    check_recovery(smooth_objects(32), seed=0, tol_median=0.25, tol_p95=0.5)
+
+
+def test_recovers_random_transforms_of_digits(digits):
+    check_recovery(digits, seed=1, tol_median=0.3, tol_p95=1.0)
+
+
+def test_recovers_random_transforms_of_shapes(shapes):
+    # round and elongated objects are (nearly) symmetric: judge the angle on the residual only
+    g = torch.Generator().manual_seed(2)
+    angle, flip = torch.rand(len(shapes), generator=g) * 360, torch.rand(len(shapes), generator=g) < 0.5
+    moving = rotate_flip(shapes, angle, flip)
+    result, brute = register(shapes, moving), register_brute_force(shapes, moving, step_deg=0.25)
+    mask = disk_mask(64, 64)
+    ours_res = ((result.apply(moving) - shapes) * mask).pow(2).sum((1, 2, 3))
+    brute_res = ((brute.apply(moving) - shapes) * mask).pow(2).sum((1, 2, 3))
+    assert (ours_res <= brute_res * 1.05 + 1e-3 * shapes.pow(2).sum((1, 2, 3))).all()
+
+
+def test_recovers_random_transforms_of_nuclei(nuclei):
+    check_recovery(nuclei, seed=3, tol_median=0.3, tol_p95=2.0)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+@pytest.mark.parametrize("flip", [False, True])
+def test_multiples_of_90_degrees_and_flips_are_exact(k, flip):
+    x = smooth_objects(8, size=32, seed=k)
+    moving = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
+    result = register(x, moving)
+    assert (result.flip == flip).all()
+    want = (90.0 * k if flip else -90.0 * k) % 360.0
+    assert (angle_error(result.angle, torch.full_like(result.angle, want)) < 1e-3).all()
+    assert torch.allclose(result.apply(moving), x, atol=1e-4)
+
+
+def test_dtypes_channels_and_batch_of_one_agree():
+    x = smooth_objects(6, size=32, seed=5)
+    angle = torch.tensor([10.0, 50.0, 100.0, 200.0, 250.0, 333.3])
+    flip = torch.tensor([True, False, True, False, True, False])
+    moving = rotate_flip(x, angle, flip)
+    ref = register(x, moving)
+    r64 = register(x.double(), moving.double())
+    assert r64.angle.dtype == torch.float64
+    assert torch.equal(r64.flip, ref.flip) and (angle_error(r64.angle.float(), ref.angle) < 0.02).all()
+    # three identical channels: the same transform
+    r3 = register(x.repeat(1, 3, 1, 1), moving.repeat(1, 3, 1, 1))
+    assert torch.equal(r3.flip, ref.flip) and (angle_error(r3.angle, ref.angle) < 0.01).all()
+    for i in range(len(x)):
+        r1 = register(x[i : i + 1], moving[i : i + 1])
+        assert r1.flip.item() == ref.flip[i].item() and angle_error(r1.angle, ref.angle[i]).item() < 0.01
+    r16 = register(x.half(), moving.half())
+    assert r16.angle.dtype == torch.float16 and torch.equal(r16.flip, ref.flip)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_agrees_with_cpu():
+    x = smooth_objects(16, size=64, seed=6)
+    moving = rotate_flip(x, torch.rand(16) * 360, torch.rand(16) < 0.5)
+    cpu, gpu = register(x, moving), register(x.cuda(), moving.cuda())
+    assert torch.equal(gpu.flip.cpu(), cpu.flip)
+    assert (angle_error(gpu.angle.cpu(), cpu.angle) < 0.01).all()
+    aligned = gpu.apply(moving.cuda())
+    assert aligned.is_cuda
+
+
+def test_translation_mode_recovers_shifted_objects():
+    x = smooth_objects(32, size=64, seed=7) * disk_mask(64, 64, 20)
+    g = torch.Generator().manual_seed(7)
+    angle, flip = torch.rand(32, generator=g) * 360, torch.rand(32, generator=g) < 0.5
+    shift = (torch.rand(32, 2, generator=g) - 0.5) * 10
+    moving = rotate_flip(x, angle, flip, shift)
+    plain = register(x, moving)
+    result = register(x, moving, translation=True)
+    want_angle, want_flip = true_inverse(angle, flip)
+    assert (result.flip == want_flip).all()
+    assert angle_error(result.angle, want_angle).median() < 0.5
+    mask = disk_mask(64, 64)
+
+    def relative_residual(r):
+        return ((r.apply(moving) - x) * mask).pow(2).sum((1, 2, 3)).sqrt() / (x * mask).pow(2).sum(
+            (1, 2, 3)
+        ).sqrt()
+
+    residual, plain_residual = relative_residual(result), relative_residual(plain)
+    assert residual.median() < 0.2 and plain_residual.median() > 2 * residual.median()
+
+
+def test_score_is_a_normalised_correlation():
+    x = smooth_objects(4, size=32)
+    assert torch.allclose(register(x, x).score, torch.ones(4), atol=1e-5)
+    assert torch.allclose(register(x, 3 * x).score, torch.ones(4), atol=1e-5)
+    unrelated = register(x, smooth_objects(4, size=32, seed=9)).score
+    assert (unrelated < 0.99).all()
+
+
+def test_apply_is_differentiable():
+    x = smooth_objects(2, size=32)
+    result = register(x, x.flip(-1))
+    moving = x.flip(-1).clone().requires_grad_(True)
+    result.apply(moving).sum().backward()
+    assert moving.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "fixed, moving, error, message",
+    [
+        (torch.zeros(1, 8, 8), torch.zeros(1, 8, 8), ValueError, r"fixed must have shape \(b, c, h, w\)"),
+        (torch.zeros(2, 1, 8, 8), torch.zeros(3, 1, 8, 8), ValueError, "same shape"),
+        (torch.zeros(0, 1, 8, 8), torch.zeros(0, 1, 8, 8), ValueError, "empty batch"),
+        (torch.zeros(1, 1, 8, 8, dtype=torch.int64), torch.zeros(1, 1, 8, 8), TypeError, "float dtype"),
+        (np.zeros((1, 1, 8, 8)), torch.zeros(1, 1, 8, 8), TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_input(fixed, moving, error, message):
+    with pytest.raises(error, match=message):
+        register(fixed, moving)
+
+
+def test_non_finite_input_names_the_image():
+    x = torch.zeros(3, 1, 8, 8)
+    y = x.clone()
+    y[2, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"moving\[2\] contains NaN or Inf"):
+        register(x, y)
