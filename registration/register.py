@@ -1,7 +1,6 @@
 """Batched rotation + flip (+ optional translation) registration by polar phase correlation."""
 
 import dataclasses
-import math
 
 import torch
 
