@@ -24,17 +24,126 @@ class DataConfig:
     rotation_augmentation: bool = False  # rotate training images by a random angle each time they are seen
     flip_augmentation: bool = False  # mirror training images with probability 0.5
     rescale: str | None = None  # None: data must lie in [0, 1]; "minmax": map the training min/max to [0, 1]
+    limit_train: int | None = None  # use only the first N training images (quick runs)
 
     def validate(self):
         _check_choice("data.rescale", self.rescale, (None, "minmax"))
         _check_positive("data.batch_size", self.batch_size)
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.limit_train is not None:
+            _check_positive("data.limit_train", self.limit_train)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    encoder: str = "o2"  # "o2": e2cnn encoder, invariant to rotations and flips; "vanilla": plain CNN
+    in_channels: int = 1  # image channels (checked against the data)
+    image_size: int = 32  # image height = width in pixels (checked against the data)
+    zdim: int = 32  # latent dimension = embedding size
+    group: str = "dihedral"  # o2 encoder: "dihedral" (D_N) or "o2" (continuous O(2))
+    n_rotations: int = 8  # o2 encoder, dihedral group: N of D_N
+    max_frequency: int = 3  # o2 encoder, O(2) group: band limit of the feature fields
+    layer_type: str = "regular"  # o2 encoder: "regular" (D_N), "norm" or "induced_gated" (O(2), paper)
+    encoder_channels: list[int] = dataclasses.field(default_factory=lambda: [8, 16, 24, 32])  # per conv layer
+    encoder_downsample: list[bool] = dataclasses.field(default_factory=lambda: [True, True, True, False])
+    kernel_size: int = 5  # odd kernel size of the encoder convolutions
+    hidden: int = 128  # width of the encoder's MLP head
+    decoder_width: int = 128  # decoder channels at its lowest resolution (halved at each upsampling)
+    loss: str = "bce"  # "bce" (sigmoid output, data in [0, 1]) or "mse"
+    beta: float = 1.0  # weight of the KL term
+    align: str = "fourier"  # align reconstructions to inputs before the loss: "fourier", "brute" or "none"
+    align_angles: int = 128  # angular samples of the Fourier alignment
+    rot_step_deg: float = 10.0  # angle step of the brute-force alignment
+    loss_mask: str | None = "disk"  # "disk": loss on the inscribed disk only; None: every pixel
+
+    def validate(self):
+        _check_choice("model.encoder", self.encoder, ("o2", "vanilla"))
+        _check_choice("model.group", self.group, ("dihedral", "o2"))
+        _check_choice("model.layer_type", self.layer_type, ("regular", "norm", "induced_gated"))
+        _check_choice("model.loss", self.loss, ("bce", "mse"))
+        _check_choice("model.align", self.align, ("fourier", "brute", "none"))
+        _check_choice("model.loss_mask", self.loss_mask, ("disk", None))
+        for key in (
+            "in_channels",
+            "image_size",
+            "zdim",
+            "n_rotations",
+            "hidden",
+            "decoder_width",
+            "align_angles",
+        ):
+            _check_positive(f"model.{key}", getattr(self, key))
+        _check_positive("model.rot_step_deg", self.rot_step_deg)
+        if self.beta < 0:
+            raise ConfigError(f"model.beta must be >= 0, got {self.beta}")
+        if len(self.encoder_channels) != len(self.encoder_downsample) or not self.encoder_channels:
+            raise ConfigError(
+                "model.encoder_channels and model.encoder_downsample need one entry per layer, got "
+                f"{self.encoder_channels} and {self.encoder_downsample}"
+            )
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"model.kernel_size must be odd, got {self.kernel_size}")
+        if self.image_size % 2 or self.image_size < 16:
+            raise ConfigError(f"model.image_size must be even and at least 16, got {self.image_size}")
+        n_down = sum(self.encoder_downsample)
+        if self.image_size % 2**n_down:
+            raise ConfigError(
+                f"model.image_size {self.image_size} must be divisible by 2 ** {n_down} "
+                f"(one factor 2 per True in model.encoder_downsample)"
+            )
+        if self.encoder == "o2" and self.layer_type == "regular" and self.group != "dihedral":
+            raise ConfigError("model.layer_type 'regular' needs model.group 'dihedral'")
+        if self.encoder == "o2" and self.layer_type != "regular" and self.group != "o2":
+            raise ConfigError(f"model.layer_type {self.layer_type!r} needs model.group 'o2'")
+        if self.align != "none" and self.loss_mask != "disk":
+            raise ConfigError("model.align needs model.loss_mask = 'disk' (corners do not survive rotation)")
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    epochs: int = 10  # passes over the training set
+    lr: float = 1e-3  # Adam learning rate
+    lr_schedule: str | None = None  # None (constant) or "cosine" (decay to 0 over the run)
+    weight_decay: float = 0.0  # Adam weight decay
+    seed: int = 0  # seeds torch, numpy and random
+    device: str = "auto"  # "auto" (CUDA if present), "cpu", "cuda" or "cuda:N"
+    validate_every: int = 1  # epochs between validations (and image logging)
+    checkpoint_every: int = 1  # epochs between checkpoints
+    max_steps_per_epoch: int | None = None  # cap the steps of an epoch (quick runs)
+
+    def validate(self):
+        _check_positive("training.epochs", self.epochs)
+        _check_positive("training.lr", self.lr)
+        _check_choice("training.lr_schedule", self.lr_schedule, (None, "cosine"))
+        _check_positive("training.validate_every", self.validate_every)
+        _check_positive("training.checkpoint_every", self.checkpoint_every)
+        if self.max_steps_per_epoch is not None:
+            _check_positive("training.max_steps_per_epoch", self.max_steps_per_epoch)
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"training.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+@dataclasses.dataclass
+class LoggingConfig:
+    wandb_mode: str = "offline"  # "offline" (no account, no network), "online" or "disabled"
+    project: str = "o2vae"  # wandb project name
+    run_name: str | None = None  # wandb run name (default: wandb's)
+    out_dir: str = "."  # runs are written to <out_dir>/wandb/<run>/files/
+    n_images: int = 16  # inputs/reconstructions shown at each validation
+
+    def validate(self):
+        _check_choice("logging.wandb_mode", self.wandb_mode, ("offline", "online", "disabled"))
+        if self.n_images < 0:
+            raise ConfigError(f"logging.n_images must be >= 0, got {self.n_images}")
 
 
 @dataclasses.dataclass
 class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
 
     def validate(self):
         """Check every section (types were checked when the tree was built)."""

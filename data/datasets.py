@@ -269,6 +269,7 @@ class ImageDataset(Dataset):
     def __init__(self, x, y=None, rotate=False, flip=False, value_range=(0.0, 1.0)):
         self.x, self.y = x, y
         self.rotate, self.flip = rotate, flip
+        self.value_range = value_range
         self.lo, self.scale = value_range[0], value_range[1] - value_range[0]
 
     def __len__(self):
@@ -291,14 +292,16 @@ class ImageDataset(Dataset):
         return rotate_flip(img[None], angle, flip)[0]
 
 
-def get_datasets_from_config(config):
+def get_datasets_from_config(config, generator=None):
     """Build the datasets and loaders that a config describes.
 
     Parameters
     ----------
     config : object
         With a ``data`` section holding ``data_dir``, ``batch_size``, ``num_workers``,
-        ``rotation_augmentation``, ``flip_augmentation`` and ``rescale``.
+        ``rotation_augmentation``, ``flip_augmentation``, ``rescale`` and ``limit_train``.
+    generator : torch.Generator, optional
+        Drives the shuffling of the training loader (save its state to resume exactly).
 
     Returns
     -------
@@ -308,14 +311,19 @@ def get_datasets_from_config(config):
     """
     cfg = config.data
     arrays = load_dataset(cfg.data_dir, rescale=cfg.rescale)
+    x, y = arrays["X_train"], arrays["y_train"]
+    if cfg.limit_train is not None:
+        x, y = x[: cfg.limit_train], None if y is None else y[: cfg.limit_train]
     dset = ImageDataset(
-        arrays["X_train"],
-        arrays["y_train"],
+        x,
+        y,
         rotate=cfg.rotation_augmentation,
         flip=cfg.flip_augmentation,
         value_range=arrays["value_range"],
     )
-    loader = DataLoader(dset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers)
+    loader = DataLoader(
+        dset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, generator=generator
+    )
     if arrays["X_test"] is None:
         return dset, loader, None, None
     dset_test = ImageDataset(arrays["X_test"], arrays["y_test"], value_range=arrays["value_range"])

@@ -1,0 +1,65 @@
+"""Plain CNN encoder: the baseline whose embedding changes when the input is rotated or flipped."""
+
+from torch import nn
+
+
+class CNNEncoder(nn.Module):
+    """Strided convolutions, global average pooling and an MLP to ``(mu, logvar)``.
+
+    Parameters
+    ----------
+    in_channels : int
+        Image channels.
+    image_size : int
+        Height = width of the images; must be divisible by ``2 ** sum(downsample)``.
+    zdim : int
+        Latent dimension.
+    channels : list of int
+        Output channels of each convolution layer.
+    downsample : list of bool
+        Whether each layer has stride 2.
+    kernel_size : int
+        Odd kernel size.
+    hidden : int
+        Width of the MLP head.
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        image_size,
+        zdim,
+        channels=(32, 64, 96, 128),
+        downsample=(True, True, True, False),
+        kernel_size=3,
+        hidden=128,
+    ):
+        super().__init__()
+        if len(channels) != len(downsample):
+            raise ValueError(
+                f"channels and downsample need one entry per layer, got {channels}, {downsample}"
+            )
+        if image_size % 2 ** sum(downsample):
+            raise ValueError(f"image size {image_size} must be divisible by 2 ** {sum(downsample)}")
+        layers, c_in = [], in_channels
+        for c_out, down in zip(channels, downsample, strict=True):
+            layers += [
+                nn.Conv2d(
+                    c_in, c_out, kernel_size, stride=2 if down else 1, padding=kernel_size // 2, bias=False
+                ),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Linear(c_in, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 2 * zdim),
+        )
+
+    def forward(self, x):
+        """Return ``(mu, logvar)`` of the posterior, each ``(b, zdim)``."""
+        mu, logvar = self.head(self.features(x).mean((2, 3))).chunk(2, dim=1)
+        return mu, logvar

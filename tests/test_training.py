@@ -1,0 +1,155 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import run
+import utils
+from configs.schema import ConfigError, apply_overrides, load_config
+from data import generate_o2mnist, generate_shapes
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_shapes")
+    generate_shapes.main(["--n", "96", "--n-test", "32", "--size", "16", "--out", str(out), "--overwrite"])
+    return out
+
+
+@pytest.fixture
+def tiny_config(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    return load_config(
+        "configs.config_tiny",
+        [f"data.data_dir={tiny_data}", f"logging.out_dir={tmp_path}", "logging.wandb_mode=disabled"],
+    )
+
+
+def valid_loss(model, config):
+    _, _, _, loader_test = run.get_datasets_from_config(config)
+    return run.evaluate(model, loader_test, torch.device("cpu"))["loss"]
+
+
+def test_tiny_config_trains_and_the_loss_falls(tiny_config):
+    config = apply_overrides(
+        tiny_config, ["training.epochs=4", "training.max_steps_per_epoch=6", "training.lr=0.003"]
+    )
+    torch.manual_seed(config.training.seed)
+    before = valid_loss(run.build_model_from_config(config), config)
+    run_dir = run.train(config)
+    after = valid_loss(run.load_model(run_dir), config)
+    print(f"valid loss before {before:.1f}, after {after:.1f}")
+    assert after < 0.85 * before
+    assert (run_dir / "model.pt").is_file() and (run_dir / "model_best.pt").is_file()
+
+
+def test_resume_continues_exactly(tiny_config):
+    straight = run.train(
+        apply_overrides(tiny_config, ["training.epochs=2", "data.rotation_augmentation=True"])
+    )
+    first = run.train(apply_overrides(tiny_config, ["training.epochs=1", "data.rotation_augmentation=True"]))
+    resumed = run.main(["--resume", str(first), "training.epochs=2"])
+    assert resumed == first
+    a = torch.load(straight / "model.pt", weights_only=True)
+    b = torch.load(first / "model.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for group_a, group_b in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
+        assert all(torch.equal(group_a[k], group_b[k]) for k in group_a)
+
+
+def test_resume_refuses_model_changes(tiny_config):
+    run_dir = run.train(apply_overrides(tiny_config, ["training.epochs=1"]))
+    with pytest.raises(SystemExit, match="--resume may change training and logging settings only"):
+        run.main(["--resume", str(run_dir), "model.zdim=8"])
+
+
+def test_wandb_offline_run_directory_holds_the_logs(tiny_config):
+    run_dir = run.train(apply_overrides(tiny_config, ["logging.wandb_mode=offline"]))
+    assert run_dir.name == "files" and run_dir.parent.name.startswith("offline-run-")
+    assert (run_dir / "model.pt").is_file() and (run_dir / "model_best.pt").is_file()
+    assert "valid loss" in (run_dir / "output.log").read_text()  # the console, captured by wandb
+    assert list((run_dir / "media" / "images" / "valid").glob("reconstructions_*.png")), (
+        "no reconstruction grid"
+    )
+    assert list(run_dir.parent.glob("run-*.wandb")), "no wandb event log"
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    assert state["config"]["model"]["image_size"] == 16 and state["versions"]["e2cnn"] == "0.2.3"
+
+
+def test_each_run_gets_a_new_directory(tiny_config):
+    config = apply_overrides(tiny_config, ["training.epochs=1", "training.max_steps_per_epoch=1"])
+    assert run.train(config) != run.train(config)
+
+
+def test_data_that_does_not_fit_the_model_is_refused(tiny_config):
+    with pytest.raises(ConfigError, match="model.image_size is 32 but .* has 16x16 images"):
+        run.train(apply_overrides(tiny_config, ["model.image_size=32"]))
+
+
+def test_cli_reports_config_errors(tiny_data):
+    with pytest.raises(SystemExit, match="unknown config key 'model.zdimm'"):
+        run.main(["configs.config_tiny", "model.zdimm=3"])
+    with pytest.raises(SystemExit, match="model.image_size 34 must be divisible by 2 \\*\\* 2"):
+        run.main(["configs.config_tiny", "model.image_size=34"])
+    with pytest.raises(SystemExit, match="dataset directory not found"):
+        run.main(["configs.config_tiny", "data.data_dir=/nonexistent", "logging.wandb_mode=disabled"])
+
+
+def test_embeddings_do_not_depend_on_batch_size_or_input_type(tiny_config, tiny_data):
+    model = run.load_model(run.train(apply_overrides(tiny_config, ["training.epochs=1"])))
+    x = torch.load(tiny_data / "X_test.sav")
+    a = utils.get_model_embeddings_from_tensors(model, x, batch_size=5, progress=False)
+    b = utils.get_model_embeddings_from_tensors(model, x.numpy(), batch_size=32, progress=False)
+    assert isinstance(a, np.ndarray) and a.shape == (32, model.config.model.zdim)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    _, _, _, loader_test = run.get_datasets_from_config(model.config)
+    c, labels = utils.get_model_embeddings_from_loader(model, loader_test, return_labels=True, progress=False)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+    np.testing.assert_array_equal(labels, torch.load(tiny_data / "y_test.sav").numpy())
+
+
+def test_trained_o2_model_is_invariant_to_grid_symmetries(tiny_config, tiny_data):
+    model = run.load_model(run.train(apply_overrides(tiny_config, ["training.epochs=1"])))
+    x = torch.load(tiny_data / "X_test.sav")
+    with torch.no_grad():
+        mu = model.embed(x)
+        for transformed in (
+            torch.rot90(x, 1, dims=(-2, -1)),
+            x.flip(-1),
+            torch.rot90(x.flip(-2), 3, (-2, -1)),
+        ):
+            assert ((model.embed(transformed) - mu).norm(dim=1) / mu.norm(dim=1)).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_readme_main_command_trains_the_default_config(tmp_path):
+    """The default O2-MNIST config end to end (small): trains, saves, prints the quality line."""
+    data = tmp_path / "o2_mnist"
+    generate_o2mnist.main(["--n", "1500", "--n-test", "500", "--out", str(data)])
+    result = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "configs.config_o2mnist",
+            f"data.data_dir={data}",
+            "training.epochs=1",
+            f"logging.out_dir={tmp_path}",
+            "logging.wandb_mode=offline",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "model saved to" in result.stdout
+    accuracy = float(result.stdout.split("kNN (k=5) accuracy of test embeddings = ")[1].split()[0])
+    assert accuracy > 0.3  # one epoch on 1500 digits: far above chance (0.1)
