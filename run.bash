@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up the environment (first run only), build the O2-MNIST demo dataset (first run only), and
-# run the main job on it. Output is shown and saved to logs/run.log.
+# Set up the environment and the O2-MNIST demo data (first run only), then train the default
+# O2-VAE config. Extra arguments are config overrides, e.g.: bash run.bash training.epochs=2
+# The output is shown and saved to logs/run.log.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh
@@ -9,5 +10,6 @@ mkdir -p logs
     if [ ! -f data/o2_mnist/X_train.sav ]; then
         "$PY" data/generate_o2mnist.py
     fi
-    "$PY" -m data.summary data/o2_mnist
+    "$PY" run.py configs.config_o2mnist "$@"
 } 2>&1 | tee logs/run.log
+exit "${PIPESTATUS[0]}"

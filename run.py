@@ -144,10 +144,10 @@ def reconstruction_grid(model, x, device):
 
 def quality_summary(model, dset, dset_test, device, max_train=10000):
     """kNN (k=5) accuracy of test embeddings against training embeddings, or None without labels."""
-    from sklearn.neighbors import KNeighborsClassifier
     from torch.utils.data import DataLoader
 
     import utils
+    from analysis.metrics import knn_accuracy
 
     if dset_test is None or dset.y is None or dset_test.y is None:
         return None
@@ -159,7 +159,7 @@ def quality_summary(model, dset, dset_test, device, max_train=10000):
     emb_test, y_test = utils.get_model_embeddings_from_loader(
         model, DataLoader(dset_test, batch_size=256), return_labels=True, device=device
     )
-    return float(KNeighborsClassifier(n_neighbors=5).fit(emb_train, y_train).score(emb_test, y_test))
+    return knn_accuracy(emb_train, y_train, emb_test, y_test, k=5)
 
 
 def train(config, resume_dir=None):

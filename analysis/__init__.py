@@ -1,0 +1,1 @@
+"""From embeddings to answers: clustering, classification, invariance (numpy in, numbers and figures out)."""

@@ -1,0 +1,80 @@
+"""How much an embedding moves when the same object is seen at another orientation."""
+
+import numpy as np
+import torch
+
+from registration import rotate_flip
+
+
+def _embed(model, x, batch_size):
+    import utils
+
+    return utils.get_model_embeddings_from_tensors(model, x, batch_size=batch_size, progress=False)
+
+
+def orientation_sensitivity(model, sources, seed=0, batch_size=256):
+    """Embedding distance between two random orientations of each object, relative to object spread.
+
+    Each source image is rendered twice, each time rotated once from the source by a uniformly
+    random angle and flipped with probability 0.5 (bicubic interpolation, as a microscope sees
+    the same object in two poses). The distance between the two embeddings of an object is
+    divided by the median distance between embeddings of different objects.
+
+    Parameters
+    ----------
+    model : VAE
+        Trained model (put in eval mode here).
+    sources : tensor or array, shape (n, c, h, w)
+        Upright source objects (centred, inside the inscribed disk).
+    seed : int
+        Seed of the random orientations.
+
+    Returns
+    -------
+    dict
+        ``relative_distance``: mean over objects of (same-object distance / median
+        different-object distance), 0 for a perfectly invariant embedding, about 1 for one that
+        does not recognise the object; ``per_object``: the ratio per object;
+        ``median_between_objects``: the denominator.
+    """
+    x = torch.as_tensor(np.asarray(sources, dtype=np.float32))
+    g = torch.Generator().manual_seed(seed)
+    views = []
+    for _ in range(2):
+        angle = torch.rand(len(x), generator=g) * 360.0
+        flip = torch.rand(len(x), generator=g) < 0.5
+        views.append(rotate_flip(x, angle, flip, mode="bicubic").clamp(0.0, 1.0))
+    e1, e2 = (_embed(model, v, batch_size) for v in views)
+    same = np.linalg.norm(e1 - e2, axis=1)
+    rng = np.random.default_rng(seed)
+    i, j = rng.integers(0, len(x), size=(2, 20 * len(x)))
+    keep = i != j
+    between = np.median(np.linalg.norm(e1[i[keep]] - e1[j[keep]], axis=1))
+    ratio = same / between
+    return {
+        "relative_distance": float(ratio.mean()),
+        "per_object": ratio,
+        "median_between_objects": float(between),
+    }
+
+
+def grid_symmetry_change(model, x, batch_size=256):
+    """Largest relative embedding change over the 8 symmetries of the pixel grid (exact transforms).
+
+    Returns
+    -------
+    dict
+        Symmetry name -> max over images of ``|e(g x) - e(x)| / |e(x)|``.
+    """
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    base = _embed(model, x, batch_size)
+    out = {}
+    for flip in (False, True):
+        for k in range(4):
+            if not flip and k == 0:
+                continue
+            t = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
+            e = _embed(model, t, batch_size)
+            name = f"{'flip + ' if flip else ''}rot{90 * k}"
+            out[name] = float((np.linalg.norm(e - base, axis=1) / np.linalg.norm(base, axis=1)).max())
+    return out

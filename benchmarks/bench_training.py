@@ -1,0 +1,179 @@
+"""Training speed, peak memory and embedding quality of the O2-MNIST presets.
+
+Speed (each configuration in a fresh process, so peak memory is its own):
+    python benchmarks/bench_training.py speed [--sizes 32 64] [--batches 64 256] [--steps 5] [--device cpu]
+
+Quality (train each preset for the same epochs, then score its test embeddings):
+    python benchmarks/bench_training.py quality [--presets default paper vanilla] [section.key=value ...]
+
+Speed: images/second of full training steps (forward, aligned loss, backward, Adam) on random
+images, after one warm-up step, and the process's peak resident memory (CPU) or peak CUDA
+memory. Quality: kNN (k=5) accuracy of test embeddings against training embeddings, KMeans
+(k=10) purity of test embeddings, and the orientation sensitivity of ``analysis.invariance``
+(two random orientations of 1000 upright test digits; 0 is invariant, ~1 is blind to identity).
+Needs ``data/o2_mnist`` (python data/generate_o2mnist.py).
+"""
+
+import argparse
+import json
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PRESETS = {
+    "default": "configs.config_o2mnist",
+    "paper": "configs.config_o2mnist_paper",
+    "vanilla": "configs.config_o2mnist_vanilla",
+}
+
+
+def speed_one(preset, size, batch, steps, device):
+    """Images/second and peak memory (MB) of ``steps`` training steps; run in its own process."""
+    from configs.schema import load_config
+    from models.build import build_model_from_config
+
+    config = load_config(PRESETS[preset], [f"model.image_size={size}"])
+    device = torch.device(device)
+    model = build_model_from_config(config).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(batch, config.model.in_channels, size, size, device=device)
+
+    def step():
+        loss = model(x)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"img_per_s": steps * batch / (time.perf_counter() - start), "peak_mb": peak_mb}
+
+
+def speed(args):
+    print(f"device: {args.device}, torch threads: {torch.get_num_threads()}\n")
+    print("| preset | size | batch | images/s | peak memory (MB) | x paper | x vanilla |")
+    print("|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        for batch in args.batches:
+            rates = {}
+            for preset in PRESETS:
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "_speed_one",
+                        preset,
+                        str(size),
+                        str(batch),
+                        str(args.steps),
+                        args.device,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=ROOT,
+                )
+                rates[preset] = json.loads(out.stdout.strip().splitlines()[-1])
+            for preset, r in rates.items():
+                ratio_paper = r["img_per_s"] / rates["paper"]["img_per_s"]
+                ratio_vanilla = r["img_per_s"] / rates["vanilla"]["img_per_s"]
+                print(
+                    f"| {preset} | {size} | {batch} | {r['img_per_s']:.0f} | {r['peak_mb']:.0f} "
+                    f"| {ratio_paper:.2f} | {ratio_vanilla:.2f} |",
+                    flush=True,
+                )
+
+
+def upright_test_digits(data_dir, n):
+    """The first ``n`` test digits of O2-MNIST before their random rotation (from the metadata)."""
+    from data.generate_o2mnist import load_mnist
+
+    meta = np.load(pathlib.Path(data_dir) / "meta_test.npz")
+    _, _, x_test, _ = load_mnist()
+    digits = x_test[meta["mnist_index"][:n]].astype(np.float32) / 255.0
+    return np.pad(digits, ((0, 0), (2, 2), (2, 2)))[:, None]
+
+
+def quality(args):
+    from torch.utils.data import DataLoader
+
+    import run
+    import utils
+    from analysis.invariance import orientation_sensitivity
+    from analysis.metrics import kmeans_purity, knn_accuracy
+    from configs.schema import load_config
+    from data.datasets import ImageDataset
+
+    print(
+        "| preset | epochs | train images | train time (min) | kNN acc (k=5) | KMeans purity (k=10) "
+        "| orientation sensitivity |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for preset in args.presets:
+        with tempfile.TemporaryDirectory() as out:
+            overrides = [f"logging.out_dir={out}", "logging.wandb_mode=disabled", *args.overrides]
+            config = load_config(PRESETS[preset], overrides)
+            start = time.perf_counter()
+            run_dir = run.train(config)
+            minutes = (time.perf_counter() - start) / 60
+            model = run.load_model(run_dir)
+        dset, _, dset_test, _ = run.get_datasets_from_config(config)
+        n = min(len(dset), 10000)
+        plain = ImageDataset(dset.x[:n], dset.y[:n], value_range=dset.value_range)
+        emb_train, y_train = utils.get_model_embeddings_from_loader(
+            model, DataLoader(plain, batch_size=256), True
+        )
+        emb_test, y_test = utils.get_model_embeddings_from_loader(
+            model, DataLoader(dset_test, batch_size=256), True
+        )
+        knn = knn_accuracy(emb_train, y_train, emb_test, y_test, k=5)
+        purity = kmeans_purity(emb_test, y_test, n_clusters=10)
+        sensitivity = orientation_sensitivity(model, upright_test_digits(config.data.data_dir, 1000))
+        print(
+            f"| {preset} | {config.training.epochs} | {len(dset)} | {minutes:.1f} | {knn:.3f} | {purity:.3f} "
+            f"| {sensitivity['relative_distance']:.3f} |",
+            flush=True,
+        )
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_speed_one":
+        preset, size, batch, steps, device = argv[1:]
+        print(json.dumps(speed_one(preset, int(size), int(batch), int(steps), device)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p_speed = sub.add_parser("speed")
+    p_speed.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
+    p_speed.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    p_speed.add_argument("--steps", type=int, default=5)
+    p_speed.add_argument("--device", default="cpu")
+    p_quality = sub.add_parser("quality")
+    p_quality.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    p_quality.add_argument("overrides", nargs="*", help="section.key=value applied to every preset")
+    args = parser.parse_args(argv)
+    speed(args) if args.what == "speed" else quality(args)
+
+
+if __name__ == "__main__":
+    main()
