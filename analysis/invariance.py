@@ -78,3 +78,28 @@ def grid_symmetry_change(model, x, batch_size=256):
             name = f"{'flip + ' if flip else ''}rot{90 * k}"
             out[name] = float((np.linalg.norm(e - base, axis=1) / np.linalg.norm(base, axis=1)).max())
     return out
+
+
+def invariance_report(model, images, seed=0, batch_size=256):
+    """Relative embedding change under the 8 grid symmetries and under random continuous rotations.
+
+    Returns
+    -------
+    dict
+        For each grid symmetry, the largest relative change ``|e(g x) - e(x)| / |e(x)|`` over
+        the images; ``random rotation + flip``: its median over one random continuous
+        orientation per image (bicubic); ``orientation sensitivity``: see
+        :func:`orientation_sensitivity`.
+    """
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    report = grid_symmetry_change(model, x, batch_size)
+    g = torch.Generator().manual_seed(seed)
+    angle, flip = torch.rand(len(x), generator=g) * 360.0, torch.rand(len(x), generator=g) < 0.5
+    base = _embed(model, x, batch_size)
+    moved = _embed(model, rotate_flip(x, angle, flip, mode="bicubic").clamp(0.0, 1.0), batch_size)
+    change = np.linalg.norm(moved - base, axis=1) / np.linalg.norm(base, axis=1)
+    report["random rotation + flip"] = float(np.median(change))
+    report["orientation sensitivity"] = orientation_sensitivity(model, x, seed, batch_size)[
+        "relative_distance"
+    ]
+    return report

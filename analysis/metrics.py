@@ -1,7 +1,8 @@
-"""Scores of a representation: kNN accuracy, cluster purity."""
+"""Scores of a representation against known labels: kNN accuracy and clustering agreement."""
 
 import numpy as np
-from sklearn.cluster import KMeans
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.neighbors import KNeighborsClassifier
 
 
@@ -9,6 +10,14 @@ def knn_accuracy(train_embeddings, train_labels, test_embeddings, test_labels, k
     """Accuracy of a k-nearest-neighbour classifier fit on the training embeddings."""
     knn = KNeighborsClassifier(n_neighbors=k).fit(train_embeddings, train_labels)
     return float(knn.score(test_embeddings, test_labels))
+
+
+def _contingency(labels_true, labels_cluster):
+    _, t = np.unique(labels_true, return_inverse=True)
+    _, c = np.unique(labels_cluster, return_inverse=True)
+    table = np.zeros((c.max() + 1, t.max() + 1), dtype=np.int64)
+    np.add.at(table, (c, t), 1)
+    return table  # rows: clusters, columns: true labels
 
 
 def cluster_purity(labels_true, labels_cluster):
@@ -19,12 +28,39 @@ def cluster_purity(labels_true, labels_cluster):
     >>> cluster_purity([0, 0, 1, 1], [5, 5, 5, 7])
     0.75
     """
-    labels_true, labels_cluster = np.asarray(labels_true), np.asarray(labels_cluster)
-    majority = sum(np.bincount(labels_true[labels_cluster == c]).max() for c in np.unique(labels_cluster))
-    return float(majority / len(labels_true))
+    table = _contingency(labels_true, labels_cluster)
+    return float(table.max(axis=1).sum() / table.sum())
+
+
+def hungarian_accuracy(labels_true, labels_cluster):
+    """Accuracy under the best one-to-one matching of clusters to labels (Hungarian algorithm).
+
+    Unlike purity, it does not reward splitting a class into many clusters.
+
+    Examples
+    --------
+    >>> hungarian_accuracy([0, 0, 1, 1], [1, 1, 0, 0])
+    1.0
+    >>> hungarian_accuracy([0, 0, 0, 0], [0, 1, 2, 3])
+    0.25
+    """
+    table = _contingency(labels_true, labels_cluster)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / table.sum())
+
+
+def clustering_scores(labels_true, labels_cluster):
+    """Purity, Hungarian accuracy, adjusted Rand index and normalised mutual information."""
+    return {
+        "purity": cluster_purity(labels_true, labels_cluster),
+        "hungarian_accuracy": hungarian_accuracy(labels_true, labels_cluster),
+        "ari": float(adjusted_rand_score(labels_true, labels_cluster)),
+        "nmi": float(normalized_mutual_info_score(labels_true, labels_cluster)),
+    }
 
 
 def kmeans_purity(embeddings, labels, n_clusters, seed=0):
     """Purity of KMeans clusters of ``embeddings`` against ``labels``."""
-    clusters = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(embeddings)
-    return cluster_purity(labels, clusters)
+    from analysis.clustering import cluster
+
+    return cluster_purity(labels, cluster(embeddings, "kmeans", n_clusters, seed=seed))

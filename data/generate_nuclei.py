@@ -32,7 +32,13 @@ from scipy import ndimage as ndi
 from skimage import feature, filters, io, measure, morphology, segmentation, transform
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data.io import prepare_output_dir, save_sample_grid, save_split  # noqa: E402
+from data.io import (  # noqa: E402
+    add_output_arguments,
+    image_size,
+    prepare_output_dir,
+    save_sample_grid,
+    save_split,
+)
 
 DIAMETER_FRACTION = 0.5  # median nucleus diameter as a fraction of the crop size
 MIN_AREA = 80  # pixels in the source image; smaller objects are debris or fragments
@@ -149,14 +155,10 @@ def make_nuclei(size=64):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=64, help="crop size in pixels (even)")
+    parser.add_argument("--size", type=image_size, default=64, help="crop size in pixels (even)")
     parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "nuclei"))
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    add_output_arguments(parser, pathlib.Path(__file__).parent / "nuclei")
     args = parser.parse_args(argv)
-    if args.size % 2 or args.size < 16:
-        parser.error(f"--size must be even and at least 16, got {args.size}")
     out = prepare_output_dir(args.out, args.overwrite)
     images, meta = make_nuclei(args.size)
     order = np.random.default_rng(args.seed).permutation(len(images))

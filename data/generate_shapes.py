@@ -19,7 +19,13 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data.io import prepare_output_dir, save_sample_grid, save_split  # noqa: E402
+from data.io import (  # noqa: E402
+    add_output_arguments,
+    image_size,
+    prepare_output_dir,
+    save_sample_grid,
+    save_split,
+)
 
 CLASSES = ("round", "elongated", "triangular", "spiky", "kidney", "two-lobed")
 SUPERSAMPLE = 3
@@ -149,13 +155,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=20000, help="training images")
     parser.add_argument("--n-test", type=int, default=None, help="test images (default: n / 5)")
-    parser.add_argument("--size", type=int, default=64, help="image size in pixels (even)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "o2_shapes"))
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    parser.add_argument("--size", type=image_size, default=64, help="image size in pixels (even)")
+    add_output_arguments(parser, pathlib.Path(__file__).parent / "o2_shapes")
     args = parser.parse_args(argv)
-    if args.size % 2 or args.size < 16:
-        parser.error(f"--size must be even and at least 16, got {args.size}")
     n_test = args.n // 5 if args.n_test is None else args.n_test
     out = prepare_output_dir(args.out, args.overwrite)
     rng = np.random.default_rng(args.seed)

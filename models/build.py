@@ -24,30 +24,19 @@ class CheckpointError(ValueError):
 def build_model_from_config(config):
     """The :class:`~models.vae.VAE` that ``config.model`` describes (freshly initialised)."""
     m = config.model
+    shared = dict(
+        channels=m.encoder_channels,
+        downsample=m.encoder_downsample,
+        kernel_size=m.kernel_size,
+        hidden=m.hidden,
+    )
     if m.encoder == "o2":
-        encoder = O2Encoder(
-            m.in_channels,
-            m.image_size,
-            m.zdim,
-            group=m.group,
-            n_rotations=m.n_rotations,
-            max_frequency=m.max_frequency,
-            layer_type=m.layer_type,
-            channels=m.encoder_channels,
-            downsample=m.encoder_downsample,
-            kernel_size=m.kernel_size,
-            hidden=m.hidden,
+        o2 = dict(
+            group=m.group, n_rotations=m.n_rotations, max_frequency=m.max_frequency, layer_type=m.layer_type
         )
+        encoder = O2Encoder(m.in_channels, m.image_size, m.zdim, **o2, **shared)
     else:
-        encoder = CNNEncoder(
-            m.in_channels,
-            m.image_size,
-            m.zdim,
-            channels=m.encoder_channels,
-            downsample=m.encoder_downsample,
-            kernel_size=m.kernel_size,
-            hidden=m.hidden,
-        )
+        encoder = CNNEncoder(m.in_channels, m.image_size, m.zdim, **shared)
     decoder = CNNDecoder(m.zdim, m.in_channels, m.image_size, width=m.decoder_width)
     return VAE(
         encoder,

@@ -60,7 +60,7 @@ def test_o2_encoder_rejects_sizes_that_break_exactness():
         O2Encoder(1, 16, zdim=4, group="o2", layer_type="regular", **TINY)
 
 
-@pytest.mark.parametrize("size, channels", [(16, 1), (32, 3), (48, 2), (64, 1)])
+@pytest.mark.parametrize("size, channels", [(16, 1), (32, 3), (48, 2), (64, 1), (256, 1)])
 def test_decoder_shapes_follow_the_image_size(size, channels):
     dec = CNNDecoder(zdim=4, out_channels=channels, image_size=size, width=32)
     assert dec(torch.zeros(2, 4)).shape == (2, channels, size, size)

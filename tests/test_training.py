@@ -1,3 +1,4 @@
+import pathlib
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import utils
 from configs.schema import ConfigError, apply_overrides, load_config
 from data import generate_o2mnist, generate_shapes
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +155,41 @@ def test_readme_main_command_trains_the_default_config(tmp_path):
     assert "model saved to" in result.stdout
     accuracy = float(result.stdout.split("kNN (k=5) accuracy of test embeddings = ")[1].split()[0])
     assert accuracy > 0.3  # 3 short epochs on 1500 digits: far above chance (0.1)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_config, monkeypatch):
+    import models.vae
+
+    calls = {"n": 0}
+    forward = models.vae.VAE.forward
+
+    def interrupted_forward(self, x):
+        calls["n"] += 1
+        if calls["n"] == 5:  # in the second epoch (3 steps per epoch, plus validation batches)
+            raise KeyboardInterrupt
+        return forward(self, x)
+
+    monkeypatch.setattr(models.vae.VAE, "forward", interrupted_forward)
+    with pytest.raises(KeyboardInterrupt):
+        run.train(apply_overrides(tiny_config, ["training.epochs=3", "training.validate_every=5"]))
+    monkeypatch.setattr(models.vae.VAE, "forward", forward)
+    (run_dir,) = pathlib.Path(tiny_config.logging.out_dir).glob("wandb/*/files")
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    assert state["epoch"] == 1  # one whole epoch done; the interrupted one runs again on resume
+    assert run.main(["--resume", str(run_dir)]) == run_dir
+    assert torch.load(run_dir / "model.pt", weights_only=True)["epoch"] == 3
+
+
+def test_trained_o2_model_is_less_orientation_sensitive_than_vanilla(tiny_config, tiny_data):
+    from analysis.invariance import orientation_sensitivity
+    from data.generate_shapes import make_shapes
+
+    upright, *_ = make_shapes(60, np.random.default_rng(5), size=16)
+    sensitivity = {}
+    for encoder in ("o2", "vanilla"):
+        overrides = [f"model.encoder={encoder}", "training.epochs=3", "training.max_steps_per_epoch=6"]
+        if encoder == "vanilla":
+            overrides += ["model.encoder_channels=[16,32]", "model.align=none"]
+        model = run.load_model(run.train(apply_overrides(tiny_config, overrides)))
+        sensitivity[encoder] = orientation_sensitivity(model, upright)["relative_distance"]
+    assert sensitivity["o2"] < 0.5 * sensitivity["vanilla"], sensitivity

@@ -20,6 +20,7 @@ from e2cnn import gspaces
 from torch import nn
 
 import models  # noqa: F401  (applies the e2cnn compatibility fixes)
+from models.gaussian_head import GaussianHead, check_layer_plan
 
 LAYER_TYPES = ("regular", "norm", "induced_gated")
 
@@ -173,14 +174,7 @@ class O2Encoder(nn.Module):
         antialias_sigma=0.66,
     ):
         super().__init__()
-        if len(channels) != len(downsample):
-            raise ValueError(
-                f"channels and downsample need one entry per layer, got {channels}, {downsample}"
-            )
-        if image_size % 2 ** sum(downsample):
-            raise ValueError(
-                f"image size {image_size} must be divisible by 2 ** {sum(downsample)} (the pooling steps)"
-            )
+        check_layer_plan(image_size, channels, downsample)
         if layer_type == "regular" and group != "dihedral":
             raise ValueError(
                 "layer_type 'regular' needs group 'dihedral' (continuous O(2) has no regular fields)"
@@ -204,16 +198,9 @@ class O2Encoder(nn.Module):
                 layers.append(enn.PointwiseAvgPoolAntialiased(field_type, sigma=antialias_sigma, stride=2))
         layers.append(invariant_map(field_type))
         self.features = enn.SequentialModule(*layers)
-        n_invariant = self.features.out_type.size
-        self.head = nn.Sequential(
-            nn.Linear(n_invariant, hidden),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, 2 * zdim),
-        )
+        self.head = GaussianHead(self.features.out_type.size, zdim, hidden)
 
     def forward(self, x):
         """Return ``(mu, logvar)`` of the posterior, each ``(b, zdim)``."""
         feats = self.features(enn.GeometricTensor(x, self.in_type)).tensor
-        mu, logvar = self.head(feats.mean((2, 3))).chunk(2, dim=1)
-        return mu, logvar
+        return self.head(feats.mean((2, 3)))

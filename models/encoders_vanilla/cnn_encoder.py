@@ -2,6 +2,8 @@
 
 from torch import nn
 
+from models.gaussian_head import GaussianHead, check_layer_plan
+
 
 class CNNEncoder(nn.Module):
     """Strided convolutions, global average pooling and an MLP to ``(mu, logvar)``.
@@ -35,12 +37,7 @@ class CNNEncoder(nn.Module):
         hidden=128,
     ):
         super().__init__()
-        if len(channels) != len(downsample):
-            raise ValueError(
-                f"channels and downsample need one entry per layer, got {channels}, {downsample}"
-            )
-        if image_size % 2 ** sum(downsample):
-            raise ValueError(f"image size {image_size} must be divisible by 2 ** {sum(downsample)}")
+        check_layer_plan(image_size, channels, downsample)
         layers, c_in = [], in_channels
         for c_out, down in zip(channels, downsample, strict=True):
             layers += [
@@ -52,14 +49,8 @@ class CNNEncoder(nn.Module):
             ]
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            nn.Linear(c_in, hidden),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, 2 * zdim),
-        )
+        self.head = GaussianHead(c_in, zdim, hidden)
 
     def forward(self, x):
         """Return ``(mu, logvar)`` of the posterior, each ``(b, zdim)``."""
-        mu, logvar = self.head(self.features(x).mean((2, 3))).chunk(2, dim=1)
-        return mu, logvar
+        return self.head(self.features(x).mean((2, 3)))

@@ -1,0 +1,46 @@
+"""Cluster embeddings: KMeans, Gaussian mixture (optionally after PCA), agglomerative, HDBSCAN."""
+
+import numpy as np
+from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+
+METHODS = ("kmeans", "gmm", "agglomerative", "hdbscan")
+
+
+def cluster(embeddings, method="kmeans", n_clusters=10, pca_components=None, seed=0, min_cluster_size=10):
+    """Cluster labels of each embedding.
+
+    Parameters
+    ----------
+    embeddings : array, shape (n, d)
+    method : {'kmeans', 'gmm', 'agglomerative', 'hdbscan'}
+        KMeans (10 restarts), Gaussian mixture (full covariances), Ward agglomerative, or the
+        density-based HDBSCAN (finds the number of clusters itself and labels noise -1).
+    n_clusters : int
+        Number of clusters (ignored by 'hdbscan').
+    pca_components : int, optional
+        Reduce to this many principal components first (helps the Gaussian mixture).
+    seed : int
+        Random state of KMeans, GMM and PCA.
+    min_cluster_size : int
+        Smallest cluster HDBSCAN reports.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n,)
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"embeddings must be a non-empty (n, d) array, got shape {x.shape}")
+    if pca_components is not None:
+        x = PCA(n_components=pca_components, random_state=seed).fit_transform(x)
+    if method == "kmeans":
+        return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(x)
+    if method == "gmm":
+        return GaussianMixture(n_components=n_clusters, random_state=seed).fit(x).predict(x)
+    if method == "agglomerative":
+        return AgglomerativeClustering(n_clusters=n_clusters).fit_predict(x)
+    if method == "hdbscan":
+        return HDBSCAN(min_cluster_size=min_cluster_size).fit_predict(x)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")

@@ -1,0 +1,32 @@
+"""2-D projections of embeddings: PCA and UMAP, with fixed seeds."""
+
+import warnings
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+
+
+def pca(embeddings, n_components=2, seed=0):
+    """Principal-component coordinates ``(n, n_components)``."""
+    return PCA(n_components=n_components, random_state=seed).fit_transform(np.asarray(embeddings))
+
+
+def umap(embeddings, n_neighbors=15, min_dist=0.1, seed=0):
+    """UMAP coordinates ``(n, 2)`` (umap-learn), reproducible for a given seed.
+
+    The nearest neighbours are computed exactly with scikit-learn and handed to UMAP, which
+    skips its own approximate search, whose numba compilation costs about a minute per process.
+    """
+    import umap as umap_learn
+
+    x = np.asarray(embeddings, dtype=np.float32)
+    k = min(n_neighbors, len(x) - 1)
+    distances, indices = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
+    reducer = umap_learn.UMAP(
+        n_neighbors=k, min_dist=min_dist, random_state=seed, precomputed_knn=(indices, distances, None)
+    )
+    with warnings.catch_warnings():  # both say what is intended: one thread (seeded), no .transform
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        warnings.filterwarnings("ignore", message="precomputed_knn", category=UserWarning)
+        return reducer.fit_transform(x)

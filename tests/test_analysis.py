@@ -1,0 +1,132 @@
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from analysis import clustering, metrics, outliers, plots, projection
+from analysis.classification import probe_accuracy
+from analysis.profiles import export_profiles, profiles_table
+
+
+def blobs(n_per=40, k=4, d=6, spread=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=10, size=(k, d))
+    labels = np.repeat(np.arange(k), n_per)
+    return centres[labels] + rng.normal(scale=spread, size=(len(labels), d)), labels
+
+
+def test_purity_and_hungarian_accuracy_against_hand_computed_values():
+    truth = np.array([0, 0, 0, 1, 1, 2])
+    found = np.array([5, 5, 7, 7, 7, 7])
+    # cluster 5: {0, 0} -> 2 right; cluster 7: {0, 1, 1, 2} -> majority 1, 2 right
+    assert metrics.cluster_purity(truth, found) == pytest.approx(4 / 6)
+    # one-to-one: 5 -> 0 (2), 7 -> 1 (2)
+    assert metrics.hungarian_accuracy(truth, found) == pytest.approx(4 / 6)
+    split = np.arange(6)  # every object its own cluster: purity 1, Hungarian only 3 of 6
+    assert metrics.cluster_purity(truth, split) == 1.0
+    assert metrics.hungarian_accuracy(truth, split) == pytest.approx(3 / 6)
+
+
+def test_clustering_scores_match_scikit_learn():
+    rng = np.random.default_rng(1)
+    truth, found = rng.integers(0, 4, 200), rng.integers(0, 5, 200)
+    scores = metrics.clustering_scores(truth, found)
+    assert scores["ari"] == pytest.approx(adjusted_rand_score(truth, found))
+    assert scores["nmi"] == pytest.approx(normalized_mutual_info_score(truth, found))
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm", "agglomerative", "hdbscan"])
+def test_well_separated_clusters_are_found_exactly(method):
+    x, y = blobs()
+    found = clustering.cluster(x, method, n_clusters=4, pca_components=3 if method == "gmm" else None)
+    assert metrics.cluster_purity(y, found) == 1.0
+    assert metrics.hungarian_accuracy(y, found) == 1.0
+
+
+def test_cluster_rejects_bad_input():
+    with pytest.raises(ValueError, match="method must be one of"):
+        clustering.cluster(np.zeros((5, 2)), "spectral")
+    with pytest.raises(ValueError, match=r"non-empty \(n, d\)"):
+        clustering.cluster(np.zeros(5))
+
+
+@pytest.mark.parametrize("method", ["isolation_forest", "lof", "centroid_distance"])
+def test_planted_outliers_rank_first(method):
+    x, y = blobs(n_per=50, k=3)
+    far = np.full((3, x.shape[1]), 60.0) + np.arange(3)[:, None] * 15
+    x_all = np.concatenate([x, far])
+    clusters = np.concatenate([y, [0, 1, 2]])
+    scores = outliers.outlier_scores(x_all, method, clusters=clusters)
+    assert set(outliers.rank_outliers(scores, top=3)) == {150, 151, 152}
+
+
+def test_probes_score_separable_and_random_labels():
+    x, y = blobs(n_per=30, k=3)
+    for kind in ("knn", "logistic"):
+        result = probe_accuracy(x, y, kind=kind, folds=5)
+        assert result["mean"] == 1.0 and result["sd"] == 0.0 and len(result["folds"]) == 5
+        assert np.array_equal(np.diag(result["confusion"]), [30, 30, 30])
+    shuffled = np.random.default_rng(0).permutation(y)
+    assert probe_accuracy(x, shuffled, kind="logistic")["mean"] < 0.6
+
+
+def test_pca_matches_numpy_svd():
+    x, _ = blobs()
+    ours = projection.pca(x, 2)
+    centred = x - x.mean(0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    ref = u[:, :2] * s[:2]
+    np.testing.assert_allclose(np.abs(ours), np.abs(ref), atol=1e-8)  # up to the sign of each axis
+
+
+def test_umap_is_seeded_and_keeps_clusters_apart():
+    x, y = blobs(n_per=30, k=3)
+    a, b = projection.umap(x, seed=0), projection.umap(x, seed=0)
+    np.testing.assert_allclose(a, b)
+    assert metrics.cluster_purity(y, clustering.cluster(a, "kmeans", 3)) == 1.0
+
+
+def test_export_round_trips(tmp_path):
+    x, y = blobs(n_per=5, k=2)
+    obs = {"image_index": np.arange(10), "label": y, "source": ["a"] * 5 + ["b"] * 5}
+    uns = {"config": {"model": {"zdim": 6}}, "run_dir": "somewhere"}
+    files = export_profiles(x, tmp_path / "profiles", obs=obs, uns=uns)
+    assert [f.suffix for f in files] == [".csv", ".parquet", ".h5ad"]
+    table = profiles_table(x, obs)
+    pd.testing.assert_frame_equal(pd.read_csv(files[0]), table, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(files[1]), table)
+    adata = anndata.read_h5ad(files[2])
+    np.testing.assert_allclose(adata.X, x.astype(np.float32))
+    assert list(adata.obs["source"]) == obs["source"] and list(adata.obs["label"]) == list(y)
+    assert '"zdim": 6' in adata.uns["o2vae"]
+
+
+def test_export_rejects_mismatched_annotations(tmp_path):
+    with pytest.raises(ValueError, match="obs has 3 rows for 4 embeddings"):
+        export_profiles(np.zeros((4, 2)), tmp_path / "p", obs={"a": [1, 2, 3]})
+
+
+def test_plots_write_files_of_the_right_kind(tmp_path):
+    x, y = blobs(n_per=10, k=12)  # 12 classes: the legend needs more than the 10 default colours
+    images = np.random.default_rng(0).random((len(x), 1, 16, 16))
+    points = projection.pca(x)
+    paths = {
+        "scatter.png": plots.scatter(points, y, title="pca", path=tmp_path / "scatter.png"),
+        "scatter.pdf": plots.scatter(points, y, path=tmp_path / "scatter.pdf"),
+        "mosaic.png": plots.mosaic(points, images, grid=8, path=tmp_path / "mosaic.png"),
+        "clusters.png": plots.cluster_samples(
+            images, y, x, n=5, mode="typical", path=tmp_path / "clusters.png"
+        ),
+        "outliers.png": plots.outlier_gallery(images, x[:, 0], top=10, path=tmp_path / "outliers.png"),
+        "knn.png": plots.knn_retrieval(images, x, queries=[0, 50], k=5, path=tmp_path / "knn.png"),
+        "recon.png": plots.reconstructions(images[:6], images[6:12], path=tmp_path / "recon.png"),
+    }
+    for name in paths:
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\x89PNG" if name.endswith("png") else b"%PDF"), name
+        assert len(data) > 2000
+    legend = paths["scatter.png"].axes[0].get_legend()
+    assert len(legend.get_texts()) == 12
+    cluster_axes = paths["clusters.png"].axes
+    assert len(cluster_axes) == 12 * 5  # a row per cluster, n per row
