@@ -130,3 +130,40 @@ def test_plots_write_files_of_the_right_kind(tmp_path):
     assert len(legend.get_texts()) == 12
     cluster_axes = paths["clusters.png"].axes
     assert len(cluster_axes) == 12 * 5  # a row per cluster, n per row
+
+
+def test_cli_writes_every_promised_file(tmp_path, monkeypatch):
+    import run
+    from analysis.__main__ import main
+    from configs.schema import load_config
+    from data import generate_shapes
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    data = tmp_path / "shapes"
+    generate_shapes.main(["--n", "96", "--n-test", "48", "--size", "16", "--out", str(data)])
+    overrides = [f"data.data_dir={data}", f"logging.out_dir={tmp_path}", "logging.wandb_mode=disabled"]
+    run_dir = run.train(load_config("configs.config_tiny", overrides))
+    out = tmp_path / "analysis"
+    report = main([str(run_dir), "--data", str(data), "--out", str(out)])
+    expected = [
+        "profiles.h5ad",
+        "profiles.parquet",
+        "profiles.csv",
+        "umap.png",
+        "umap_mosaic.png",
+        "clusters_typical.png",
+        "clusters_random.png",
+        "outliers.png",
+        "knn_retrieval.png",
+        "invariance.png",
+    ]
+    for name in expected:
+        assert (out / name).stat().st_size > 500, name
+    table = pd.read_parquet(out / "profiles.parquet")
+    assert len(table) == 48 and {"label", "cluster", "outlier_score", "angle", "flip", "z0"} <= set(
+        table.columns
+    )
+    text = report.read_text()
+    assert "purity" in text and "logistic probe accuracy" in text and "| rot90 |" in text
+    with pytest.raises(SystemExit, match="already holds files"):
+        main([str(run_dir), "--data", str(data), "--out", str(out)])
