@@ -2,8 +2,9 @@
 
 Writes to OUT_DIR: profiles (``profiles.h5ad``, ``profiles.parquet``, ``profiles.csv``: one row
 per image with its label, metadata, cluster and outlier score, then the embedding), a UMAP
-scatter and image mosaic, a sample grid per cluster, a gallery of the top outliers, the
-invariance report (table and plot) and ``report.md`` with the metrics.
+scatter and image mosaic, sample grids per cluster, a gallery of the top outliers, nearest-
+neighbour retrievals, a latent traversal along the first principal axis, the invariance report
+(table and plot) and ``report.md`` with the metrics.
 """
 
 import argparse
@@ -65,6 +66,7 @@ def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_image
     )
     plots.outlier_gallery(images, scores, top=24, path=out_dir / "outliers.png")
     plots.knn_retrieval(images, emb, queries=np.arange(min(6, n)), k=8, path=out_dir / "knn_retrieval.png")
+    plots.latent_traversal(model, emb, component=0, path=out_dir / "latent_traversal.png")
     report = invariance_report(model, images[: min(n, 500)], seed=seed)
     plots.invariance_plot(report, path=out_dir / "invariance.png")
 

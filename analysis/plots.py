@@ -81,14 +81,14 @@ def mosaic(points, images, grid=20, path=None, title=None):
     cell = (points - lo) / np.maximum(hi - lo, 1e-12) * (grid - 1e-9)
     ij = np.floor(cell).astype(int)
     h, w = images.shape[-2:]
-    canvas = np.ones((grid * h, grid * w))
+    canvas = np.zeros((grid * h, grid * w))  # black, like the background of the crops
     for gi, gj in {tuple(v) for v in ij}:
         inside = np.flatnonzero((ij[:, 0] == gi) & (ij[:, 1] == gj))
         best = inside[np.argmin(np.linalg.norm(cell[inside] - (gi + 0.5, gj + 0.5), axis=1))]
         row = grid - 1 - gj  # y grows upwards, as in the scatter plot
         canvas[row * h : (row + 1) * h, gi * w : (gi + 1) * w] = images[best, 0]
     fig, ax = plt.subplots(figsize=(8, 8))
-    ax.imshow(canvas, cmap="gray_r" if canvas.mean() > 0.5 else "gray", vmin=0, vmax=1)
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
     ax.axis("off")
     if title:
         ax.set_title(title)
