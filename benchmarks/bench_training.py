@@ -4,7 +4,7 @@ Speed (each configuration in a fresh process, so peak memory is its own):
     python benchmarks/bench_training.py speed [--sizes 32 64] [--batches 64 256] [--steps 5] [--device cpu]
 
 Quality (train each preset for the same epochs, then score its test embeddings):
-    python benchmarks/bench_training.py quality [--presets default paper vanilla] [section.key=value ...]
+    python benchmarks/bench_training.py quality [--presets default paper vanilla] [--set key=value ...]
 
 Speed: images/second of full training steps (forward, aligned loss, backward, Adam) on random
 images, after one warm-up step, and the process's peak resident memory (CPU) or peak CUDA
@@ -170,7 +170,14 @@ def main(argv=None):
     p_speed.add_argument("--device", default="cpu")
     p_quality = sub.add_parser("quality")
     p_quality.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
-    p_quality.add_argument("overrides", nargs="*", help="section.key=value applied to every preset")
+    p_quality.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override applied to every preset (repeatable), e.g. --set training.epochs=3",
+    )
     args = parser.parse_args(argv)
     speed(args) if args.what == "speed" else quality(args)
 
