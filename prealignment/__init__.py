@@ -1,0 +1,1 @@
+"""Moment/PCA pre-alignment of simple masks (planned: nothing here yet, no issue has specified it)."""
