@@ -142,24 +142,33 @@ def reconstruction_grid(model, x, device):
     return torch.cat([top, bottom], dim=0).numpy()
 
 
-def quality_summary(model, dset, dset_test, device, max_train=10000):
-    """kNN (k=5) accuracy of test embeddings against training embeddings, or None without labels."""
+def split_embeddings(model, dset, dset_test, device=None, max_train=10000):
+    """Embeddings and labels of the first ``max_train`` training images (unaugmented) and of the test set.
+
+    Returns ``(emb_train, y_train, emb_test, y_test)`` as numpy arrays.
+    """
     from torch.utils.data import DataLoader
 
     import utils
-    from analysis.metrics import knn_accuracy
 
-    if dset_test is None or dset.y is None or dset_test.y is None:
-        return None
     n = min(len(dset), max_train)
-    plain_train = ImageDataset(dset.x[:n], dset.y[:n], value_range=dset.value_range)  # no augmentation
+    plain_train = ImageDataset(dset.x[:n], dset.y[:n], value_range=dset.value_range)
     emb_train, y_train = utils.get_model_embeddings_from_loader(
         model, DataLoader(plain_train, batch_size=256), return_labels=True, device=device
     )
     emb_test, y_test = utils.get_model_embeddings_from_loader(
         model, DataLoader(dset_test, batch_size=256), return_labels=True, device=device
     )
-    return knn_accuracy(emb_train, y_train, emb_test, y_test, k=5)
+    return emb_train, y_train, emb_test, y_test
+
+
+def quality_summary(model, dset, dset_test, device):
+    """kNN (k=5) accuracy of test embeddings against training embeddings, or None without labels."""
+    from analysis.metrics import knn_accuracy
+
+    if dset_test is None or dset.y is None or dset_test.y is None:
+        return None
+    return knn_accuracy(*split_embeddings(model, dset, dset_test, device), k=5)
 
 
 def train(config, resume_dir=None):

@@ -114,14 +114,10 @@ def upright_test_digits(data_dir, n):
 
 
 def quality(args):
-    from torch.utils.data import DataLoader
-
     import run
-    import utils
     from analysis.invariance import orientation_sensitivity
     from analysis.metrics import kmeans_purity, knn_accuracy
     from configs.schema import load_config
-    from data.datasets import ImageDataset
 
     print(
         "| preset | epochs | train images | train time (min) | kNN acc (k=5) | KMeans purity (k=10) "
@@ -137,14 +133,7 @@ def quality(args):
             minutes = (time.perf_counter() - start) / 60
             model = run.load_model(run_dir)
         dset, _, dset_test, _ = run.get_datasets_from_config(config)
-        n = min(len(dset), 10000)
-        plain = ImageDataset(dset.x[:n], dset.y[:n], value_range=dset.value_range)
-        emb_train, y_train = utils.get_model_embeddings_from_loader(
-            model, DataLoader(plain, batch_size=256), True
-        )
-        emb_test, y_test = utils.get_model_embeddings_from_loader(
-            model, DataLoader(dset_test, batch_size=256), True
-        )
+        emb_train, y_train, emb_test, y_test = run.split_embeddings(model, dset, dset_test)
         knn = knn_accuracy(emb_train, y_train, emb_test, y_test, k=5)
         purity = kmeans_purity(emb_test, y_test, n_clusters=10)
         sensitivity = orientation_sensitivity(model, upright_test_digits(config.data.data_dir, 1000))

@@ -1,14 +1,13 @@
 """Build a VAE from a config, and save/load self-describing checkpoints."""
 
-import os
 import pathlib
 import platform
-import tempfile
 
 import numpy as np
 import torch
 
 from configs.schema import Config, from_dict
+from data.io import atomic_write
 from models.decoders.cnn_decoder import CNNDecoder
 from models.encoders_o2.o2_encoder import O2Encoder
 from models.encoders_vanilla.cnn_encoder import CNNEncoder
@@ -102,15 +101,7 @@ def save_checkpoint(
         "wandb_id": wandb_id,
         "versions": library_versions(),
     }
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def resolve_checkpoint(path_or_run_dir):
