@@ -1,5 +1,9 @@
 """Default O2-VAE on O2-MNIST: a D8 regular-field encoder, Fourier-aligned BCE loss.
 
+The encoder was chosen by measured speed and embedding quality (BENCHMARKS.md, "Choosing the
+default encoder"): a first layer of one field keeps the full-resolution maps cheap, and the
+whole-map last layer with irrep norms carries most of the quality and invariance.
+
 Sized to train on a 2-core CPU in a few minutes (20k training images, 6 epochs).
 Build the data first: python data/generate_o2mnist.py
 """
@@ -13,7 +17,9 @@ config.data.limit_train = 20000
 config.model.encoder = "o2"
 config.model.image_size = 32
 config.model.zdim = 32
-config.model.encoder_channels = [2, 4, 6, 8]  # D8 regular-field multiplicities (x16 channels)
+config.model.encoder_channels = [1, 4, 6]  # D8 regular-field multiplicities (x16 channels)
+config.model.encoder_downsample = [True, True, True]  # 32 px -> 5x5 map, then the whole-map layer
+config.model.encoder_out = 64  # last-layer fields -> 64 x (1 + max_frequency) = 256 invariants
 config.training.epochs = 6
 config.training.lr = 2e-3
 config.training.lr_schedule = "cosine"

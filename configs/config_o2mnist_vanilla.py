@@ -9,5 +9,6 @@ from configs.schema import Config, from_dict
 config = from_dict(Config, _default.to_dict())  # a copy: never edit another preset in place
 config.model.encoder = "vanilla"
 config.model.encoder_channels = [32, 64, 96, 128]  # plain channels per conv layer
+config.model.encoder_downsample = [True, True, True, False]
 config.model.kernel_size = 3
 config.model.align = "none"

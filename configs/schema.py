@@ -43,11 +43,14 @@ class ModelConfig:
     zdim: int = 32  # latent dimension = embedding size
     group: str = "dihedral"  # o2 encoder: "dihedral" (D_N) or "o2" (continuous O(2))
     n_rotations: int = 8  # o2 encoder, dihedral group: N of D_N
-    max_frequency: int = 3  # o2 encoder, O(2) group: band limit of the feature fields
+    max_frequency: int = 3  # o2 encoder: band limit of the O(2) fields and of the last layer's irreps
     layer_type: str = "regular"  # o2 encoder: "regular" (D_N), "norm" or "induced_gated" (O(2), paper)
     encoder_channels: list[int] = dataclasses.field(default_factory=lambda: [8, 16, 24, 32])  # per conv layer
     encoder_downsample: list[bool] = dataclasses.field(default_factory=lambda: [True, True, True, False])
     kernel_size: int = 5  # odd kernel size of the encoder convolutions
+    encoder_out: int = (
+        64  # last encoder layer, a conv over the whole remaining map: o2 fields / vanilla channels
+    )
     hidden: int = 128  # width of the encoder's MLP head
     decoder_width: int = 128  # decoder channels at its lowest resolution (halved at each upsampling)
     loss: str = "bce"  # "bce" (sigmoid output, data in [0, 1]) or "mse"
@@ -69,6 +72,7 @@ class ModelConfig:
             "image_size",
             "zdim",
             "n_rotations",
+            "encoder_out",
             "hidden",
             "decoder_width",
             "align_angles",
@@ -96,6 +100,15 @@ class ModelConfig:
             raise ConfigError("model.layer_type 'regular' needs model.group 'dihedral'")
         if self.encoder == "o2" and self.layer_type != "regular" and self.group != "o2":
             raise ConfigError(f"model.layer_type {self.layer_type!r} needs model.group 'o2'")
+        if (
+            self.encoder == "o2"
+            and self.group == "dihedral"
+            and not 0 < self.max_frequency < self.n_rotations / 2
+        ):
+            raise ConfigError(
+                f"model.max_frequency must lie between 1 and model.n_rotations / 2 - 1 for group 'dihedral' "
+                f"(the 2-D irreps of D_{self.n_rotations}), got {self.max_frequency}"
+            )
         if self.align != "none" and self.loss_mask != "disk":
             raise ConfigError("model.align needs model.loss_mask = 'disk' (corners do not survive rotation)")
 

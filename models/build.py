@@ -33,9 +33,9 @@ def build_model_from_config(config):
         o2 = dict(
             group=m.group, n_rotations=m.n_rotations, max_frequency=m.max_frequency, layer_type=m.layer_type
         )
-        encoder = O2Encoder(m.in_channels, m.image_size, m.zdim, **o2, **shared)
+        encoder = O2Encoder(m.in_channels, m.image_size, m.zdim, **o2, out_fields=m.encoder_out, **shared)
     else:
-        encoder = CNNEncoder(m.in_channels, m.image_size, m.zdim, **shared)
+        encoder = CNNEncoder(m.in_channels, m.image_size, m.zdim, out_channels=m.encoder_out, **shared)
     decoder = CNNDecoder(m.zdim, m.in_channels, m.image_size, width=m.decoder_width)
     return VAE(
         encoder,

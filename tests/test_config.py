@@ -25,6 +25,8 @@ def test_overrides_parse_literals_and_strings():
         ("data.batch_size=1.5", "data.batch_size must be of type int"),
         ("data.rotation_augmentation=1", "data.rotation_augmentation must be of type bool"),
         ("data.batch_size=0", "data.batch_size must be positive"),
+        ("model.encoder_out=0", "model.encoder_out must be positive"),
+        ("model.n_rotations=4", r"model.max_frequency must lie between 1 and model.n_rotations / 2 - 1"),
         ("data.rescale=zscore", r"data.rescale must be one of \(None, 'minmax'\)"),
         ("data.batch_size", "must look like section.key=value"),
     ],

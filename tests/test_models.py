@@ -6,7 +6,7 @@ from configs.schema import Config
 from data import generate_shapes
 from models.build import build_model_from_config, load_model, save_checkpoint
 from models.decoders.cnn_decoder import CNNDecoder
-from models.encoders_o2.o2_encoder import O2Encoder
+from models.encoders_o2.o2_encoder import O2Encoder, WholeMapConv
 from models.encoders_vanilla.cnn_encoder import CNNEncoder
 from models.vae import VAE
 from registration import rotate_flip
@@ -43,6 +43,25 @@ def test_o2_encoder_is_invariant_to_grid_symmetries(variant):
             assert relative_change(enc(torch.rot90(x, k, dims=(-2, -1)))[0], mu) < 1e-4
         assert relative_change(enc(x.flip(-1))[0], mu) < 1e-4
         assert relative_change(enc(x.flip(-2))[0], mu) < 1e-4
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_whole_map_conv_matches_e2cnn_convolution(training):
+    import e2cnn.nn as enn
+    from e2cnn import gspaces
+
+    gs = gspaces.FlipRot2dOnR2(N=8)
+    in_type = enn.FieldType(gs, 3 * [gs.regular_repr])
+    out_type = enn.FieldType(gs, 5 * [gs.regular_repr])
+    torch.manual_seed(0)
+    ours = WholeMapConv(in_type, out_type, kernel_size=5)
+    reference = enn.R2Conv(in_type, out_type, kernel_size=5, padding=0)
+    reference.load_state_dict(ours.state_dict())
+    ours.train(training), reference.train(training)
+    x = enn.GeometricTensor(torch.randn(4, in_type.size, 5, 5), in_type)
+    torch.testing.assert_close(ours(x).tensor, reference(x).tensor, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="expects 5x5 maps, got \\(7, 7\\)"):
+        ours(enn.GeometricTensor(torch.randn(1, in_type.size, 7, 7), in_type))
 
 
 def test_vanilla_encoder_is_not_invariant():
@@ -88,7 +107,8 @@ def test_vae_loss_and_gradients_reach_every_parameter(encoder, align):
     assert out["out"].shape == x.shape and out["loss"].ndim == 0
     assert torch.isclose(out["loss"], out["recon"] + model.beta * out["kl"])
     out["loss"].backward()
-    for name, p in model.named_parameters():
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]  # e2cnn: frozen eps
+    for name, p in trainable:
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert any(p.grad.abs().sum() > 0 for p in model.decoder.parameters())
 

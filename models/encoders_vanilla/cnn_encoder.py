@@ -6,7 +6,7 @@ from models.gaussian_head import GaussianHead, check_layer_plan
 
 
 class CNNEncoder(nn.Module):
-    """Strided convolutions, global average pooling and an MLP to ``(mu, logvar)``.
+    """Strided convolutions, one over the whole remaining map, and an MLP to ``(mu, logvar)``.
 
     Parameters
     ----------
@@ -22,6 +22,8 @@ class CNNEncoder(nn.Module):
         Whether each layer has stride 2.
     kernel_size : int
         Odd kernel size.
+    out_channels : int
+        Channels of the last layer, whose kernel covers the whole remaining map.
     hidden : int
         Width of the MLP head.
     """
@@ -34,6 +36,7 @@ class CNNEncoder(nn.Module):
         channels=(32, 64, 96, 128),
         downsample=(True, True, True, False),
         kernel_size=3,
+        out_channels=64,
         hidden=128,
     ):
         super().__init__()
@@ -48,9 +51,17 @@ class CNNEncoder(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             c_in = c_out
+        map_size = image_size // 2 ** sum(downsample)
+        # a kernel over the whole remaining map, written as the linear layer it is
+        layers += [
+            nn.Flatten(),
+            nn.Linear(c_in * map_size**2, out_channels, bias=False),
+            nn.BatchNorm1d(out_channels),
+            nn.ReLU(inplace=True),
+        ]
         self.features = nn.Sequential(*layers)
-        self.head = GaussianHead(c_in, zdim, hidden)
+        self.head = GaussianHead(out_channels, zdim, hidden)
 
     def forward(self, x):
         """Return ``(mu, logvar)`` of the posterior, each ``(b, zdim)``."""
-        return self.head(self.features(x).mean((2, 3)))
+        return self.head(self.features(x))
