@@ -48,9 +48,7 @@ class ModelConfig:
     encoder_channels: list[int] = dataclasses.field(default_factory=lambda: [8, 16, 24, 32])  # per conv layer
     encoder_downsample: list[bool] = dataclasses.field(default_factory=lambda: [True, True, True, False])
     kernel_size: int = 5  # odd kernel size of the encoder convolutions
-    encoder_out: int = (
-        64  # last encoder layer, a conv over the whole remaining map: o2 fields / vanilla channels
-    )
+    encoder_out: int = 64  # last encoder layer, over the whole map: o2 fields / vanilla channels
     hidden: int = 128  # width of the encoder's MLP head
     decoder_width: int = 128  # decoder channels at its lowest resolution (halved at each upsampling)
     loss: str = "bce"  # "bce" (sigmoid output, data in [0, 1]) or "mse"
@@ -100,14 +98,18 @@ class ModelConfig:
             raise ConfigError("model.layer_type 'regular' needs model.group 'dihedral'")
         if self.encoder == "o2" and self.layer_type != "regular" and self.group != "o2":
             raise ConfigError(f"model.layer_type {self.layer_type!r} needs model.group 'o2'")
-        if (
-            self.encoder == "o2"
-            and self.group == "dihedral"
-            and not 0 < self.max_frequency < self.n_rotations / 2
+        if self.encoder == "o2" and (
+            self.max_frequency < 1
+            or (self.group == "dihedral" and self.max_frequency >= self.n_rotations / 2)
         ):
             raise ConfigError(
-                f"model.max_frequency must lie between 1 and model.n_rotations / 2 - 1 for group 'dihedral' "
+                "model.max_frequency must be >= 1 and, for group 'dihedral', below model.n_rotations / 2 "
                 f"(the 2-D irreps of D_{self.n_rotations}), got {self.max_frequency}"
+            )
+        if self.encoder == "o2" and self.image_size // 2**n_down < 2:
+            raise ConfigError(
+                f"model.image_size {self.image_size} with {n_down} pooling steps leaves a 1-pixel map for "
+                "the o2 encoder's last layer: use fewer True in model.encoder_downsample"
             )
         if self.align != "none" and self.loss_mask != "disk":
             raise ConfigError("model.align needs model.loss_mask = 'disk' (corners do not survive rotation)")

@@ -13,7 +13,7 @@ from models.encoders_o2.o2_encoder import O2Encoder
 from models.encoders_vanilla.cnn_encoder import CNNEncoder
 from models.vae import VAE
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: encoders end with a whole-map layer
 
 
 class CheckpointError(ValueError):

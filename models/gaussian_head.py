@@ -14,7 +14,7 @@ def check_layer_plan(image_size, channels, downsample):
 
 
 class GaussianHead(nn.Module):
-    """MLP from pooled features to the mean and log-variance of a diagonal Gaussian posterior."""
+    """MLP from the encoder's feature vector to the mean and log-variance of a diagonal Gaussian posterior."""
 
     def __init__(self, n_features, zdim, hidden=128):
         super().__init__()

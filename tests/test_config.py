@@ -26,7 +26,8 @@ def test_overrides_parse_literals_and_strings():
         ("data.rotation_augmentation=1", "data.rotation_augmentation must be of type bool"),
         ("data.batch_size=0", "data.batch_size must be positive"),
         ("model.encoder_out=0", "model.encoder_out must be positive"),
-        ("model.n_rotations=4", r"model.max_frequency must lie between 1 and model.n_rotations / 2 - 1"),
+        ("model.n_rotations=6", r"model.max_frequency must be >= 1 and, for group 'dihedral', below"),
+        ("model.max_frequency=0", r"model.max_frequency must be >= 1"),
         ("data.rescale=zscore", r"data.rescale must be one of \(None, 'minmax'\)"),
         ("data.batch_size", "must look like section.key=value"),
     ],
@@ -34,6 +35,13 @@ def test_overrides_parse_literals_and_strings():
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         apply_overrides(Config(), [override])
+
+
+def test_o2_encoder_needs_a_last_map_of_more_than_one_pixel():
+    overrides = ["model.image_size=16", "model.encoder_downsample=[True, True, True, True]"]
+    with pytest.raises(ConfigError, match="model.image_size 16 with 4 pooling steps leaves a 1-pixel map"):
+        apply_overrides(Config(), overrides)
+    apply_overrides(Config(), [*overrides, "model.encoder=vanilla"])  # a plain CNN can end on 1 pixel
 
 
 def test_from_dict_rejects_unknown_nested_keys_and_non_sections():

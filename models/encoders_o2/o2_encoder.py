@@ -12,16 +12,17 @@ Invariant map: the last layer outputs trivial fields and 2-D irreps (frequencies
 induced fields with their norms. For D_N, irreps replace regular fields in that layer only: the max
 over N rotations of a regular field changes in steps as an object turns between two of the N
 angles, while the norm of an irrep (the magnitude of a Fourier coefficient over the rotations)
-varies smoothly. On O2-MNIST this took the orientation sensitivity of a trained model from 0.13 to
-0.10 (BENCHMARKS.md).
+varies smoothly (on O2-MNIST: orientation sensitivity 0.13 with regular fields, 0.09-0.10 with
+irreps; BENCHMARKS.md).
 
 Exactness: a strided operation commutes with the 90-degree rotations and the flips of the pixel
 grid only if it samples symmetrically about the image centre, i.e. on an odd-sized map. An even
 first kernel (size 4, padding 2) turns a ``2^k m`` image into a ``2^k m + 1`` map, and each
 stride-2 pooling maps ``2n + 1`` to ``n + 1``, so with an image size divisible by
-``2 ** n_downsample`` every pooled map is odd and the embedding is invariant to the 8 grid
-symmetries up to float error. Other angles are approximated by the sampling of the kernels
-(and reach the error of image interpolation at best).
+``2 ** n_downsample`` every pooled map is odd; the last map, ``m + 1`` pixels, is covered by one
+kernel whose sampling grid is symmetric about its centre at any size. The embedding is then
+invariant to the 8 grid symmetries up to float error. Other angles are approximated by the
+sampling of the kernels (and reach the error of image interpolation at best).
 """
 
 import functools
@@ -32,8 +33,6 @@ from torch import nn
 
 import models  # noqa: F401  (applies the e2cnn compatibility fixes)
 from models.gaussian_head import GaussianHead, check_layer_plan
-
-LAYER_TYPES = ("regular", "norm", "induced_gated")
 
 
 def build_gspace(group, n_rotations, max_frequency):
@@ -120,6 +119,7 @@ class WholeMapConv(enn.R2Conv):
     """
 
     def forward(self, input):
+        assert input.type == self.in_type
         if input.tensor.shape[-2:] != (self.kernel_size, self.kernel_size):
             raise ValueError(
                 f"WholeMapConv expects {self.kernel_size}x{self.kernel_size} maps, "
@@ -131,7 +131,7 @@ class WholeMapConv(enn.R2Conv):
 
 
 def invariant_map(field_type):
-    """A module mapping trivial fields, irreps and induced fields to invariants, position by position."""
+    """A module mapping trivial fields, irreps and induced fields to invariants (norms of the others)."""
     labels = [
         "trivial" if r.is_trivial() else "induced" if "induced" in r.name else "irrep" for r in field_type
     ]
@@ -161,11 +161,12 @@ class O2Encoder(nn.Module):
         'regular': regular fields of D_N with ReLU (fast);
         'norm': O(2) irreps with norm-ReLU; 'induced_gated': the O2-VAE paper's layer.
     channels : list of int
-        Field multiplicity of each convolution layer.
+        Field multiplicity of each convolution layer before the last (whole-map) one.
     downsample : list of bool
         Whether each layer is followed by anti-aliased average pooling with stride 2.
     kernel_size : int
-        Odd kernel size of all but the first layer (whose kernel is 4, see module notes).
+        Odd kernel size of the layers in ``channels`` after the first (whose kernel is 4, see
+        module notes); the last layer's kernel is the size of its input map.
     out_fields : int
         Field multiplicity of the last layer, whose kernel covers the whole remaining map. The
         invariant feature vector has ``out_fields * (1 + max_frequency)`` entries (one trivial
@@ -200,8 +201,12 @@ class O2Encoder(nn.Module):
             )
         if layer_type in ("norm", "induced_gated") and group != "o2":
             raise ValueError(f"layer_type {layer_type!r} needs group 'o2'")
-        if group == "dihedral" and not 0 < max_frequency < n_rotations / 2:
-            raise ValueError(f"max_frequency must lie in [1, n_rotations / 2), got {max_frequency}")
+        if max_frequency < 1 or (group == "dihedral" and max_frequency >= n_rotations / 2):
+            raise ValueError(
+                f"max_frequency must be >= 1 (and < n_rotations / 2 for D_N), got {max_frequency}"
+            )
+        if image_size // 2 ** sum(downsample) < 2:
+            raise ValueError(f"image size {image_size} leaves a last map of 1 pixel; use fewer pooling steps")
         gs = build_gspace(group, n_rotations, max_frequency)
         self.in_type = enn.FieldType(gs, in_channels * [gs.trivial_repr])
         if layer_type == "regular":
@@ -219,7 +224,7 @@ class O2Encoder(nn.Module):
             layers += block
             if down:
                 layers.append(enn.PointwiseAvgPoolAntialiased(field_type, sigma=antialias_sigma, stride=2))
-        map_size = image_size // 2 ** sum(downsample) + 1  # odd, see the module notes
+        map_size = image_size // 2 ** sum(downsample) + 1  # see the module notes
         conv = functools.partial(WholeMapConv, kernel_size=map_size)
         # D_N: irreps and their norms, not regular fields and a max over the N rotations (see notes)
         last_layer = (
