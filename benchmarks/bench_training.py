@@ -1,7 +1,8 @@
 """Training speed, peak memory and embedding quality of the O2-MNIST presets.
 
 Speed (each configuration in a fresh process, so peak memory is its own):
-    python benchmarks/bench_training.py speed [--sizes 32 64] [--batches 64 256] [--steps 5] [--device cpu]
+    python benchmarks/bench_training.py speed [--presets default paper vanilla] [--sizes 32 64]
+        [--batches 64 256] [--steps 5] [--device cpu]
 
 Quality (train each preset for the same epochs, then score its test embeddings):
     python benchmarks/bench_training.py quality [--presets default paper vanilla] [--set key=value ...]
@@ -79,7 +80,7 @@ def speed(args):
     for size in args.sizes:
         for batch in args.batches:
             rates = {}
-            for preset in ARCHITECTURES:
+            for preset in args.presets:
                 out = subprocess.run(
                     [
                         sys.executable,
@@ -98,11 +99,13 @@ def speed(args):
                 )
                 rates[preset] = json.loads(out.stdout.strip().splitlines()[-1])
             for preset, r in rates.items():
-                ratio_paper = r["img_per_s"] / rates["paper"]["img_per_s"]
-                ratio_vanilla = r["img_per_s"] / rates["vanilla"]["img_per_s"]
+                ratios = [
+                    f"{r['img_per_s'] / rates[ref]['img_per_s']:.2f}" if ref in rates else "-"
+                    for ref in ("paper", "vanilla")
+                ]
                 print(
                     f"| {preset} | {size} | {batch} | {r['img_per_s']:.0f} | {r['peak_mb']:.0f} "
-                    f"| {ratio_paper:.2f} | {ratio_vanilla:.2f} |",
+                    f"| {' | '.join(ratios)} |",
                     flush=True,
                 )
 
@@ -167,6 +170,7 @@ def main(argv=None):
     p_speed.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     p_speed.add_argument("--steps", type=int, default=5)
     p_speed.add_argument("--device", default="cpu")
+    p_speed.add_argument("--presets", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     p_quality = sub.add_parser("quality")
     p_quality.add_argument("--presets", nargs="+", default=list(ARCHITECTURES), choices=list(PRESETS))
     p_quality.add_argument(
