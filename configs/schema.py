@@ -47,6 +47,9 @@ class ModelConfig:
     layer_type: str = "regular"  # o2 encoder: "regular" (D_N), "norm" or "induced_gated" (O(2), paper)
     encoder_channels: list[int] = dataclasses.field(default_factory=lambda: [8, 16, 24, 32])  # per conv layer
     encoder_downsample: list[bool] = dataclasses.field(default_factory=lambda: [True, True, True, False])
+    # o2 encoder downsampling: "after" (anti-aliased pooling after the non-linearity, as in the paper)
+    # or "strided" (blur, then a stride-2 convolution: a quarter of the convolution work)
+    encoder_pooling: str = "after"
     kernel_size: int = 5  # odd kernel size of the encoder convolutions
     encoder_out: int = 64  # last encoder layer, over the whole map: o2 fields / vanilla channels
     hidden: int = 128  # width of the encoder's MLP head
@@ -62,6 +65,7 @@ class ModelConfig:
         _check_choice("model.encoder", self.encoder, ("o2", "vanilla"))
         _check_choice("model.group", self.group, ("dihedral", "o2"))
         _check_choice("model.layer_type", self.layer_type, ("regular", "norm", "induced_gated"))
+        _check_choice("model.encoder_pooling", self.encoder_pooling, ("after", "strided"))
         _check_choice("model.loss", self.loss, ("bce", "mse"))
         _check_choice("model.align", self.align, ("fourier", "brute", "none"))
         _check_choice("model.loss_mask", self.loss_mask, ("disk", None))

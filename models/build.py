@@ -31,7 +31,11 @@ def build_model_from_config(config):
     )
     if m.encoder == "o2":
         o2 = dict(
-            group=m.group, n_rotations=m.n_rotations, max_frequency=m.max_frequency, layer_type=m.layer_type
+            group=m.group,
+            n_rotations=m.n_rotations,
+            max_frequency=m.max_frequency,
+            layer_type=m.layer_type,
+            pooling=m.encoder_pooling,
         )
         encoder = O2Encoder(m.in_channels, m.image_size, m.zdim, **o2, out_fields=m.encoder_out, **shared)
     else:

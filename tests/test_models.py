@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from e2cnn import gspaces
 
 from configs.schema import Config
 from data import generate_shapes
@@ -26,12 +27,16 @@ def relative_change(a, b):
 
 O2_VARIANTS = [
     dict(group="dihedral", n_rotations=8, layer_type="regular"),
+    dict(group="dihedral", n_rotations=8, layer_type="regular", pooling="strided"),
     dict(group="o2", layer_type="norm"),
     dict(group="o2", layer_type="induced_gated"),
+    dict(group="o2", layer_type="induced_gated", pooling="strided"),
 ]
 
 
-@pytest.mark.parametrize("variant", O2_VARIANTS, ids=lambda v: v["layer_type"])
+@pytest.mark.parametrize(
+    "variant", O2_VARIANTS, ids=lambda v: f"{v['layer_type']}-{v.get('pooling', 'after')}"
+)
 def test_o2_encoder_is_invariant_to_grid_symmetries(variant):
     torch.manual_seed(0)
     enc = O2Encoder(2, 16, zdim=5, **variant, **TINY).eval()
@@ -62,6 +67,31 @@ def test_whole_map_conv_matches_e2cnn_convolution(training):
     torch.testing.assert_close(ours(x).tensor, reference(x).tensor, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="expects 5x5 maps, got \\(7, 7\\)"):
         ours(enn.GeometricTensor(torch.randn(1, in_type.size, 7, 7), in_type))
+
+
+@pytest.mark.parametrize("first_layer", [True, False])
+def test_strided_pooling_equals_pooling_the_convolution(first_layer):
+    # 'strided' blurs the input and convolves with stride 2; pooling after the convolution
+    # (before any non-linearity) must give the same map away from the zero-padded border
+    import e2cnn.nn as enn
+
+    torch.manual_seed(0)
+    gs = gspaces.FlipRot2dOnR2(N=8)
+    in_type = enn.FieldType(gs, [gs.trivial_repr] if first_layer else 2 * [gs.regular_repr])
+    out_type = enn.FieldType(gs, 3 * [gs.regular_repr])
+    k, size = (4, 32) if first_layer else (5, 33)
+    conv = enn.R2Conv(in_type, out_type, kernel_size=k, padding=k // 2)
+    strided = enn.R2Conv(in_type, out_type, kernel_size=k, padding=k // 2, stride=2)
+    strided.load_state_dict(conv.state_dict())
+    blur = enn.PointwiseAvgPoolAntialiased(in_type, sigma=0.66, stride=1)
+    pool = enn.PointwiseAvgPoolAntialiased(out_type, sigma=0.66, stride=2)
+    x = enn.GeometricTensor(torch.randn(2, in_type.size, size, size), in_type)
+    with torch.no_grad():
+        expected = pool(conv(x)).tensor
+        got = strided(blur(x)).tensor
+    assert got.shape == expected.shape == (2, out_type.size, 17, 17)
+    inner = (slice(None), slice(None), slice(3, -3), slice(3, -3))
+    torch.testing.assert_close(got[inner], expected[inner], atol=1e-5, rtol=1e-4)
 
 
 def test_vanilla_encoder_is_not_invariant():

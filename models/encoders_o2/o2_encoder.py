@@ -2,7 +2,12 @@
 
 The image enters as a field of scalars (one trivial field per channel). Each layer is a steerable
 convolution, a batch norm and a non-linearity that keep every feature map equivariant to the
-group; some layers are followed by anti-aliased average pooling (stride 2). A last steerable
+group. A layer marked for downsampling halves the map in one of two ways: ``pooling='after'``
+follows it with anti-aliased average pooling (a Gaussian blur sampled with stride 2), as the
+O2-VAE paper does; ``pooling='strided'`` blurs the layer's input and samples its convolution with
+stride 2. Blurring commutes with the (linear, translation-equivariant) convolution, so 'strided'
+equals pooling the convolution's output before the batch norm and non-linearity rather than after
+them, and computes a quarter of the convolution (about 3x faster encoder at 64 px). A last steerable
 convolution whose kernel covers the whole remaining map turns it into one feature vector per image
 (keeping where things are relative to the centre, which a global average would lose); it is made
 invariant and an MLP maps it to the posterior mean and log-variance.
@@ -19,9 +24,10 @@ Exactness: a strided operation commutes with the 90-degree rotations and the fli
 grid only if it samples symmetrically about the image centre, i.e. on an odd-sized map. An even
 first kernel (size 4, padding 2) turns a ``2^k m`` image into a ``2^k m + 1`` map, and each
 stride-2 pooling maps ``2n + 1`` to ``n + 1``, so with an image size divisible by
-``2 ** n_downsample`` every pooled map is odd; the last map, ``m + 1`` pixels, is covered by one
-kernel whose sampling grid is symmetric about its centre at any size. The embedding is then
-invariant to the 8 grid symmetries up to float error. Other angles are approximated by the
+``2 ** n_downsample`` every pooled map is odd ('strided' samples the same positions: its first
+layer takes a ``2^k m`` image straight to ``2^(k-1) m + 1``). The last map, ``m + 1`` pixels, is
+covered by one kernel whose sampling grid is symmetric about its centre at any size. The embedding
+is then invariant to the 8 grid symmetries up to float error. Other angles are approximated by the
 sampling of the kernels (and reach the error of image interpolation at best).
 """
 
@@ -175,6 +181,9 @@ class O2Encoder(nn.Module):
         Width of the MLP head.
     antialias_sigma : float
         Width of the Gaussian blur before each stride-2 sampling (pixels).
+    pooling : {'after', 'strided'}
+        Downsampling: anti-aliased pooling after the non-linearity, or a blur before a stride-2
+        convolution (see module notes).
     """
 
     def __init__(
@@ -192,6 +201,7 @@ class O2Encoder(nn.Module):
         out_fields=64,
         hidden=128,
         antialias_sigma=0.66,
+        pooling="after",
     ):
         super().__init__()
         check_layer_plan(image_size, channels, downsample)
@@ -205,6 +215,8 @@ class O2Encoder(nn.Module):
             raise ValueError(
                 f"max_frequency must be >= 1 (and < n_rotations / 2 for D_N), got {max_frequency}"
             )
+        if pooling not in ("after", "strided"):
+            raise ValueError(f"pooling must be 'after' or 'strided', got {pooling!r}")
         if image_size // 2 ** sum(downsample) < 2:
             raise ValueError(f"image size {image_size} leaves a last map of 1 pixel; use fewer pooling steps")
         gs = build_gspace(group, n_rotations, max_frequency)
@@ -219,10 +231,13 @@ class O2Encoder(nn.Module):
         for i, (multiplicity, down) in enumerate(zip(channels, downsample, strict=True)):
             # the first kernel is even so that an even image becomes an odd, centred feature map
             k, pad = (4, 2) if i == 0 else (kernel_size, kernel_size // 2)
-            conv = functools.partial(enn.R2Conv, kernel_size=k, padding=pad)
+            strided = down and pooling == "strided"
+            if strided:
+                layers.append(enn.PointwiseAvgPoolAntialiased(field_type, sigma=antialias_sigma, stride=1))
+            conv = functools.partial(enn.R2Conv, kernel_size=k, padding=pad, stride=2 if strided else 1)
             block, field_type = make_layer(field_type, multiplicity, conv)
             layers += block
-            if down:
+            if down and not strided:
                 layers.append(enn.PointwiseAvgPoolAntialiased(field_type, sigma=antialias_sigma, stride=2))
         map_size = image_size // 2 ** sum(downsample) + 1  # see the module notes
         conv = functools.partial(WholeMapConv, kernel_size=map_size)
