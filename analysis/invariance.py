@@ -67,16 +67,22 @@ def grid_symmetry_change(model, x, batch_size=256):
         Symmetry name -> max over images of ``|e(g x) - e(x)| / |e(x)|``.
     """
     x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    base = _embed(model, x, batch_size)
+    return _grid_changes(model, x, _embed(model, x, batch_size), batch_size)
+
+
+def _relative_change(e, base):
+    return np.linalg.norm(e - base, axis=1) / np.linalg.norm(base, axis=1)
+
+
+def _grid_changes(model, x, base, batch_size):
     out = {}
     for flip in (False, True):
         for k in range(4):
             if not flip and k == 0:
                 continue
             t = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
-            e = _embed(model, t, batch_size)
             name = f"{'flip + ' if flip else ''}rot{90 * k}"
-            out[name] = float((np.linalg.norm(e - base, axis=1) / np.linalg.norm(base, axis=1)).max())
+            out[name] = float(_relative_change(_embed(model, t, batch_size), base).max())
     return out
 
 
@@ -92,13 +98,12 @@ def invariance_report(model, images, seed=0, batch_size=256):
         :func:`orientation_sensitivity`.
     """
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-    report = grid_symmetry_change(model, x, batch_size)
+    base = _embed(model, x, batch_size)
+    report = _grid_changes(model, x, base, batch_size)
     g = torch.Generator().manual_seed(seed)
     angle, flip = torch.rand(len(x), generator=g) * 360.0, torch.rand(len(x), generator=g) < 0.5
-    base = _embed(model, x, batch_size)
     moved = _embed(model, rotate_flip(x, angle, flip, mode="bicubic").clamp(0.0, 1.0), batch_size)
-    change = np.linalg.norm(moved - base, axis=1) / np.linalg.norm(base, axis=1)
-    report["random rotation + flip"] = float(np.median(change))
+    report["random rotation + flip"] = float(np.median(_relative_change(moved, base)))
     report["orientation sensitivity"] = orientation_sensitivity(model, x, seed, batch_size)[
         "relative_distance"
     ]

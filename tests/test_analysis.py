@@ -2,6 +2,7 @@ import anndata
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from analysis import clustering, metrics, outliers, plots, projection
@@ -167,3 +168,34 @@ def test_cli_writes_every_promised_file(tmp_path, monkeypatch):
     assert "purity" in text and "logistic probe accuracy" in text and "| rot90 |" in text
     with pytest.raises(SystemExit, match="already holds files"):
         main([str(run_dir), "--data", str(data), "--out", str(out)])
+
+
+class FlattenEmbedding(torch.nn.Module):
+    """A 'model' whose embedding is the image itself: every change can be computed by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # gives the model a device
+
+    def embed(self, x):
+        return x.flatten(1)
+
+
+def test_grid_symmetry_change_against_direct_computation():
+    from analysis.invariance import grid_symmetry_change, invariance_report
+
+    x = np.random.default_rng(0).random((5, 1, 8, 8)).astype(np.float32)
+    report = grid_symmetry_change(FlattenEmbedding(), x)
+    base = x.reshape(5, -1)
+    for name, transformed in [
+        ("rot90", np.rot90(x, 1, axes=(-2, -1))),
+        ("rot180", np.rot90(x, 2, axes=(-2, -1))),
+        ("flip + rot0", x[..., ::-1]),
+        ("flip + rot270", np.rot90(x[..., ::-1], 3, axes=(-2, -1))),
+    ]:
+        change = np.linalg.norm(transformed.reshape(5, -1) - base, axis=1) / np.linalg.norm(base, axis=1)
+        assert report[name] == pytest.approx(change.max(), rel=1e-5)
+    assert len(report) == 7
+    full = invariance_report(FlattenEmbedding(), x)
+    assert {k: full[k] for k in report} == pytest.approx(report)
+    assert 0 < full["random rotation + flip"] and 0 < full["orientation sensitivity"]
