@@ -47,9 +47,7 @@ class ModelConfig:
     layer_type: str = "regular"  # o2 encoder: "regular" (D_N), "norm" or "induced_gated" (O(2), paper)
     encoder_channels: list[int] = dataclasses.field(default_factory=lambda: [8, 16, 24, 32])  # per conv layer
     encoder_downsample: list[bool] = dataclasses.field(default_factory=lambda: [True, True, True, False])
-    # o2 encoder downsampling: "after" (anti-aliased pooling after the non-linearity, as in the paper)
-    # or "strided" (blur, then a stride-2 convolution: a quarter of the convolution work)
-    encoder_pooling: str = "after"
+    encoder_pooling: str = "after"  # o2 encoder: "after" (blur-pool after the non-linearity) or "strided"
     kernel_size: int = 5  # odd kernel size of the encoder convolutions
     encoder_out: int = 64  # last encoder layer, over the whole map: o2 fields / vanilla channels
     hidden: int = 128  # width of the encoder's MLP head

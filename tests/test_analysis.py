@@ -188,6 +188,7 @@ def test_grid_symmetry_change_against_direct_computation():
     report = grid_symmetry_change(FlattenEmbedding(), x)
     base = x.reshape(5, -1)
     for name, transformed in [
+        # rot90 and rot270 move this embedding by the same amount, so only one is checked
         ("rot90", np.rot90(x, 1, axes=(-2, -1))),
         ("rot180", np.rot90(x, 2, axes=(-2, -1))),
         ("flip + rot0", x[..., ::-1]),

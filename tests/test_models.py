@@ -53,7 +53,6 @@ def test_o2_encoder_is_invariant_to_grid_symmetries(variant):
 @pytest.mark.parametrize("training", [True, False])
 def test_whole_map_conv_matches_e2cnn_convolution(training):
     import e2cnn.nn as enn
-    from e2cnn import gspaces
 
     gs = gspaces.FlipRot2dOnR2(N=8)
     in_type = enn.FieldType(gs, 3 * [gs.regular_repr])
@@ -90,8 +89,21 @@ def test_strided_pooling_equals_pooling_the_convolution(first_layer):
         expected = pool(conv(x)).tensor
         got = strided(blur(x)).tensor
     assert got.shape == expected.shape == (2, out_type.size, 17, 17)
-    inner = (slice(None), slice(None), slice(3, -3), slice(3, -3))
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # all but the outermost ring
     torch.testing.assert_close(got[inner], expected[inner], atol=1e-5, rtol=1e-4)
+
+
+def test_strided_encoder_blurs_before_each_stride_2_convolution():
+    import e2cnn.nn as enn
+
+    layers = list(O2Encoder(1, 16, zdim=4, pooling="strided", **TINY).features.children())
+    strided = [i for i, m in enumerate(layers) if isinstance(m, enn.R2Conv) and m.stride == 2]
+    assert len(strided) == 2  # one per downsampling layer
+    for i in strided:
+        blur = layers[i - 1]
+        assert isinstance(blur, enn.PointwiseAvgPoolAntialiased) and blur.stride == (1, 1)
+    pools = [m for m in layers if isinstance(m, enn.PointwiseAvgPoolAntialiased)]
+    assert len(pools) == 2  # no pooling left after the non-linearities
 
 
 def test_vanilla_encoder_is_not_invariant():
@@ -107,6 +119,8 @@ def test_o2_encoder_rejects_sizes_that_break_exactness():
         O2Encoder(1, 18, zdim=4, **TINY)
     with pytest.raises(ValueError, match="needs group 'dihedral'"):
         O2Encoder(1, 16, zdim=4, group="o2", layer_type="regular", **TINY)
+    with pytest.raises(ValueError, match="pooling must be 'after' or 'strided', got 'max'"):
+        O2Encoder(1, 16, zdim=4, pooling="max", **TINY)
 
 
 @pytest.mark.parametrize("size, channels", [(16, 1), (32, 3), (48, 2), (64, 1), (256, 1)])
@@ -117,20 +131,23 @@ def test_decoder_shapes_follow_the_image_size(size, channels):
     assert widths == sorted(widths, reverse=True)  # widest at low resolution
 
 
-def tiny_vae(encoder="o2", align="fourier", loss="bce", size=16):
+def tiny_vae(encoder="o2", align="fourier", loss="bce", size=16, pooling="after"):
     config = Config()
     m = config.model
     m.encoder, m.align, m.loss, m.image_size, m.zdim = encoder, align, loss, size, 4
+    m.encoder_pooling = pooling
     m.encoder_channels, m.encoder_downsample, m.kernel_size, m.hidden = [2, 3], [True, True], 3, 16
     m.decoder_width, m.align_angles = 16, 64
     torch.manual_seed(0)
     return build_model_from_config(config.validate()), config
 
 
-@pytest.mark.parametrize("encoder", ["o2", "vanilla"])
+@pytest.mark.parametrize("encoder", ["o2", "o2-strided", "vanilla"])
 @pytest.mark.parametrize("align", ["fourier", "brute", "none"])
 def test_vae_loss_and_gradients_reach_every_parameter(encoder, align):
-    model, _ = tiny_vae(encoder, align)
+    model, _ = tiny_vae(
+        encoder.removesuffix("-strided"), align, pooling="strided" if "-" in encoder else "after"
+    )
     model.rot_step_deg = 45.0
     x = objects()
     out = model(x)
@@ -192,8 +209,9 @@ def test_aligned_loss_ignores_pixels_outside_the_disk():
     assert model.pixel_mask.sum() == disk_mask(16, 16).sum()
 
 
-def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path):
-    model, config = tiny_vae()
+@pytest.mark.parametrize("pooling", ["after", "strided"])
+def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path, pooling):
+    model, config = tiny_vae(pooling=pooling)
     model.eval()
     optimizer = torch.optim.Adam(model.parameters())
     save_checkpoint(tmp_path / "model.pt", model, optimizer, None, 3, config, 1.0, {})
@@ -202,6 +220,21 @@ def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.embed(x), model.embed(x))
     assert loaded.config == config and not loaded.training
+
+
+def test_checkpoint_saved_before_encoder_pooling_existed_loads_as_after(tmp_path):
+    model, config = tiny_vae()
+    save_checkpoint(
+        tmp_path / "model.pt", model, torch.optim.Adam(model.parameters()), None, 1, config, 1.0, {}
+    )
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    del state["config"]["model"]["encoder_pooling"]
+    torch.save(state, tmp_path / "model.pt")
+    loaded = load_model(tmp_path)
+    assert loaded.config.model.encoder_pooling == "after"
+    x = objects()
+    with torch.no_grad():
+        assert torch.equal(loaded.embed(x), model.eval().embed(x))
 
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):

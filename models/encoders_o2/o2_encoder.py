@@ -7,7 +7,8 @@ follows it with anti-aliased average pooling (a Gaussian blur sampled with strid
 O2-VAE paper does; ``pooling='strided'`` blurs the layer's input and samples its convolution with
 stride 2. Blurring commutes with the (linear, translation-equivariant) convolution, so 'strided'
 equals pooling the convolution's output before the batch norm and non-linearity rather than after
-them, and computes a quarter of the convolution (about 3x faster encoder at 64 px). A last steerable
+them (except on the outermost ring of the output, where the two zero-pad different maps, both
+symmetrically), and computes a quarter of the convolution. A last steerable
 convolution whose kernel covers the whole remaining map turns it into one feature vector per image
 (keeping where things are relative to the centre, which a global average would lose); it is made
 invariant and an MLP maps it to the posterior mean and log-variance.
@@ -169,7 +170,7 @@ class O2Encoder(nn.Module):
     channels : list of int
         Field multiplicity of each convolution layer before the last (whole-map) one.
     downsample : list of bool
-        Whether each layer is followed by anti-aliased average pooling with stride 2.
+        Whether each layer halves the map (how: see ``pooling``).
     kernel_size : int
         Odd kernel size of the layers in ``channels`` after the first (whose kernel is 4, see
         module notes); the last layer's kernel is the size of its input map.
