@@ -42,5 +42,6 @@ def cluster(embeddings, method="kmeans", n_clusters=10, pca_components=None, see
     if method == "agglomerative":
         return AgglomerativeClustering(n_clusters=n_clusters).fit_predict(x)
     if method == "hdbscan":
-        return HDBSCAN(min_cluster_size=min_cluster_size).fit_predict(x)
+        # copy=True, sklearn's future default: the caller's array is never modified
+        return HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(x)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
