@@ -4,13 +4,17 @@ from torch import nn
 
 
 def check_layer_plan(image_size, channels, downsample):
-    """Raise ValueError unless every layer has a downsampling flag and the size halves exactly."""
+    """Size of the map after the downsamplings (``image_size / 2 ** sum(downsample)``).
+
+    Raises ValueError unless every layer has a downsampling flag and the size halves exactly.
+    """
     if len(channels) != len(downsample) or not channels:
         raise ValueError(f"channels and downsample need one entry per layer, got {channels}, {downsample}")
     if image_size % 2 ** sum(downsample):
         raise ValueError(
             f"image size {image_size} must be divisible by 2 ** {sum(downsample)} (the pooling steps)"
         )
+    return image_size // 2 ** sum(downsample)
 
 
 class GaussianHead(nn.Module):

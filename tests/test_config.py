@@ -3,7 +3,7 @@ import pathlib
 import pytest
 import torch
 
-from configs.schema import Config, ConfigError, DataConfig, apply_overrides, from_dict
+from configs.schema import Config, ConfigError, DataConfig, apply_overrides, from_dict, load_config
 
 
 def test_defaults_validate_and_round_trip():
@@ -46,7 +46,6 @@ PRESETS = sorted(p.stem for p in pathlib.Path(__file__).parents[1].glob("configs
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_validates_and_builds_its_model(preset):
-    from configs.schema import load_config
     from models.build import build_model_from_config
 
     config = load_config(f"configs.{preset}")
@@ -77,8 +76,6 @@ def test_assignments_in_a_config_module_are_checked(tmp_path, monkeypatch):
         "from configs.schema import Config\nconfig = Config()\nconfig.data.batch_size = '64'\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    from configs.schema import load_config
-
     with pytest.raises(ConfigError, match="data.batch_size must be of type int, got '64'"):
         load_config("my_config")
     assert isinstance(DataConfig().batch_size, int)

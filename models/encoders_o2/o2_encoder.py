@@ -206,7 +206,8 @@ class O2Encoder(nn.Module):
         pooling="after",
     ):
         super().__init__()
-        check_layer_plan(image_size, channels, downsample)
+        # image size after the downsamplings; the maps here are one pixel larger (module notes)
+        halved = check_layer_plan(image_size, channels, downsample)
         if layer_type == "regular" and group != "dihedral":
             raise ValueError(
                 "layer_type 'regular' needs group 'dihedral' (continuous O(2) has no regular fields)"
@@ -219,7 +220,7 @@ class O2Encoder(nn.Module):
             )
         if pooling not in ("after", "strided"):
             raise ValueError(f"pooling must be 'after' or 'strided', got {pooling!r}")
-        if image_size // 2 ** sum(downsample) < 2:
+        if halved < 2:
             raise ValueError(f"image size {image_size} leaves a last map of 1 pixel; use fewer pooling steps")
         gs = build_gspace(group, n_rotations, max_frequency)
         self.in_type = enn.FieldType(gs, in_channels * [gs.trivial_repr])
@@ -241,8 +242,7 @@ class O2Encoder(nn.Module):
             layers += block
             if down and not strided:
                 layers.append(enn.PointwiseAvgPoolAntialiased(field_type, sigma=antialias_sigma, stride=2))
-        map_size = image_size // 2 ** sum(downsample) + 1  # see the module notes
-        conv = functools.partial(WholeMapConv, kernel_size=map_size)
+        conv = functools.partial(WholeMapConv, kernel_size=halved + 1)
         # D_N: irreps and their norms, not regular fields and a max over the N rotations (see notes)
         last_layer = (
             make_layer

@@ -40,7 +40,7 @@ class CNNEncoder(nn.Module):
         hidden=128,
     ):
         super().__init__()
-        check_layer_plan(image_size, channels, downsample)
+        map_size = check_layer_plan(image_size, channels, downsample)
         layers, c_in = [], in_channels
         for c_out, down in zip(channels, downsample, strict=True):
             layers += [
@@ -51,7 +51,6 @@ class CNNEncoder(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             c_in = c_out
-        map_size = image_size // 2 ** sum(downsample)
         # a kernel over the whole remaining map, written as the linear layer it is
         layers += [
             nn.Flatten(),
