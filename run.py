@@ -4,13 +4,16 @@
     python run.py --resume RUN_DIR [training.epochs=N]
 
 Writes ``<logging.out_dir>/wandb/<run>/files/``: ``model.pt`` (every
-``training.checkpoint_every`` epochs, at the end and on Ctrl-C), ``model_best.pt`` (lowest
-validation loss) and wandb's logs (offline by default: no account, no network).
+``training.checkpoint_every`` epochs, at the end, and when training stops on Ctrl-C or an
+error), ``model_best.pt`` (lowest validation loss) and wandb's logs (offline by default: no
+account, no network).
 From Python: ``run.get_datasets_from_config``, ``run.build_model_from_config``, ``run.load_model``.
 """
 
 import argparse
+import dataclasses
 import datetime
+import math
 import os
 import pathlib
 import random
@@ -22,13 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from configs.schema import ConfigError, apply_overrides, load_config
-from data.datasets import DatasetError, ImageDataset, get_datasets_from_config
+from data.datasets import DatasetError, get_datasets_from_config
 from models.build import (
     CheckpointError,
     build_model_from_config,
     load_checkpoint,
     load_model,
     load_model_state,
+    resolve_checkpoint,
     save_checkpoint,
 )
 
@@ -123,7 +127,8 @@ def evaluate(model, loader, device):
     """Mean loss terms over a loader, in eval mode (deterministic: z = mu)."""
     model.eval()
     totals, n = {"loss": 0.0, "recon": 0.0, "kl": 0.0}, 0
-    for x, _ in loader:
+    for batch in loader:
+        x = batch[0]
         out = model(x.to(device))
         for k in totals:
             totals[k] += out[k].item() * len(x)
@@ -145,21 +150,15 @@ def reconstruction_grid(model, x, device):
 def split_embeddings(model, dset, dset_test, device=None, max_train=10000):
     """Embeddings and labels of the first ``max_train`` training images (unaugmented) and of the test set.
 
-    Returns ``(emb_train, y_train, emb_test, y_test)`` as numpy arrays.
+    Returns ``(emb_train, y_train, emb_test, y_test)`` as numpy arrays (labels None when absent).
     """
-    from torch.utils.data import DataLoader
-
     import utils
 
     n = min(len(dset), max_train)
-    plain_train = ImageDataset(dset.x[:n], dset.y[:n], value_range=dset.value_range)
-    emb_train, y_train = utils.get_model_embeddings_from_loader(
-        model, DataLoader(plain_train, batch_size=256), return_labels=True, device=device
-    )
-    emb_test, y_test = utils.get_model_embeddings_from_loader(
-        model, DataLoader(dset_test, batch_size=256), return_labels=True, device=device
-    )
-    return emb_train, y_train, emb_test, y_test
+    emb_train = utils.get_model_embeddings_from_tensors(model, dset.x[:n], device=device)
+    emb_test = utils.get_model_embeddings_from_tensors(model, dset_test.x, device=device)
+    y_train = None if dset.y is None else dset.y[:n]
+    return emb_train, y_train, emb_test, dset_test.y
 
 
 def quality_summary(model, dset, dset_test, device):
@@ -171,33 +170,110 @@ def quality_summary(model, dset, dset_test, device):
     return knn_accuracy(*split_embeddings(model, dset, dset_test, device), k=5)
 
 
+def with_value_range(config, value_range):
+    """``config`` with ``data.value_range`` filled in, for 'minmax' data (it is saved with the model)."""
+    if config.data.rescale != "minmax":
+        return config
+    data = dataclasses.replace(config.data, value_range=[float(v) for v in value_range])
+    return dataclasses.replace(config, data=data)
+
+
+def steps_per_epoch(loader, training):
+    """Optimizer steps in one epoch: the loader's batches, capped by ``training.max_steps_per_epoch``."""
+    if training.max_steps_per_epoch is None:
+        return len(loader)
+    return min(len(loader), training.max_steps_per_epoch)
+
+
+def learning_rate(training, step, total_steps):
+    """Learning rate of optimizer step ``step`` (from 0): constant, or a cosine from ``training.lr`` to 0.
+
+    A closed form of the step, so a resumed run follows the same curve, and a run resumed with
+    more ``training.epochs`` follows the curve of the new total from where it stands.
+    """
+    if training.lr_schedule == "cosine":
+        return training.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    return training.lr
+
+
+def train_one_epoch(model, loader, optimizer, config, epoch, first_step, total_steps, device, run):
+    """One pass over ``loader`` (at most ``training.max_steps_per_epoch`` steps); returns the next step.
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss is NaN or Inf, before it can reach the weights.
+    """
+    model.train()
+    n_steps = steps_per_epoch(loader, config.training)
+    bar = tqdm(loader, total=n_steps, desc=f"epoch {epoch + 1}/{config.training.epochs}", unit="batch")
+    step = first_step
+    for i, batch in enumerate(bar):
+        if i == n_steps:
+            break
+        lr = learning_rate(config.training, step, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        out = model(batch[0].to(device))
+        terms = {k: out[k].item() for k in ("loss", "recon", "kl")}
+        if not math.isfinite(terms["loss"]):
+            raise FloatingPointError(
+                f"the loss is {terms['loss']} at step {step + 1} (epoch {epoch + 1}, batch {i + 1}); "
+                "try a lower training.lr, or check the data"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        step += 1
+        bar.set_postfix({k: f"{v:.1f}" for k, v in terms.items()})
+        run.log({f"train/{k}": v for k, v in terms.items()} | {"lr": lr}, step=step)
+    return step
+
+
+def validate(model, loader_test, config, epoch, step, device, run):
+    """Validation losses after ``epoch`` epochs, logged with a grid of aligned reconstructions."""
+    valid = evaluate(model, loader_test, device)
+    log = {f"valid/{k}": v for k, v in valid.items()} | {"epoch": epoch}
+    if config.logging.n_images:
+        import wandb
+
+        x_show = next(iter(loader_test))[0][: config.logging.n_images]
+        log["valid/reconstructions"] = wandb.Image(
+            reconstruction_grid(model, x_show, device), caption="inputs (top), aligned reconstructions"
+        )
+    run.log(log, step=step)
+    terms = ", ".join(f"{k} {v:.2f}" for k, v in valid.items())
+    print(f"epoch {epoch}: valid {terms} (nats per image)")
+    return valid["loss"]
+
+
 def train(config, resume_dir=None):
-    """Train the model ``config`` describes; returns the run directory."""
+    """Train the model ``config`` describes; returns the run directory.
+
+    With ``resume_dir`` (a run directory), continue from its ``model.pt``. Whatever stops the
+    loop (Ctrl-C, an error, a non-finite loss) first saves the current weights to ``model.pt``
+    as the start of the interrupted epoch, unless they are not finite: then the last
+    checkpoint stays as it was.
+    """
     device = pick_device(config.training.device)
     seed_everything(config.training.seed)
     loader_generator = torch.Generator().manual_seed(config.training.seed)
     dset, loader, dset_test, loader_test = get_datasets_from_config(config, generator=loader_generator)
     check_data_fits_model(config, dset)
+    config = with_value_range(config, dset.value_range)
 
     model = build_model_from_config(config).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.training.lr, weight_decay=config.training.weight_decay
     )
-    steps_per_epoch = len(loader)
-    if config.training.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, config.training.max_steps_per_epoch)
-    scheduler = None
-    if config.training.lr_schedule == "cosine":
-        total = config.training.epochs * steps_per_epoch
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    n_steps = steps_per_epoch(loader, config.training)
+    total_steps = config.training.epochs * n_steps
 
     start_epoch, best_valid, wandb_id = 0, float("inf"), None
     if resume_dir is not None:
         state, _, _ = load_checkpoint(resume_dir, device)
         load_model_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state["scheduler"] is not None:
-            scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_valid, wandb_id = state["epoch"], state["best_valid_loss"], state.get("wandb_id")
         set_rng_state(state["rng"], loader_generator)
     run, run_dir = start_logging(config, resume_dir, wandb_id)
@@ -205,62 +281,28 @@ def train(config, resume_dir=None):
     print(f"run directory: {run_dir}")
     print(f"model: {config.model.encoder} encoder, {n_params:,} parameters, on {device}")
 
-    def checkpoint(path, epoch):
+    def checkpoint(name, epoch):
         rng = get_rng_state(loader_generator)
-        save_checkpoint(path, model, optimizer, scheduler, epoch, config, best_valid, rng, wandb_id=run.id)
+        save_checkpoint(run_dir / name, model, optimizer, epoch, config, best_valid, rng, wandb_id=run.id)
 
-    epoch, step = start_epoch, start_epoch * steps_per_epoch
+    epoch = start_epoch
     try:
         for epoch in range(start_epoch, config.training.epochs):
-            model.train()
-            bar = tqdm(
-                loader,
-                total=steps_per_epoch,
-                desc=f"epoch {epoch + 1}/{config.training.epochs}",
-                unit="batch",
+            step = train_one_epoch(
+                model, loader, optimizer, config, epoch, epoch * n_steps, total_steps, device, run
             )
-            for i, (x, _) in enumerate(bar):
-                if i == steps_per_epoch:
-                    break
-                out = model(x.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                step += 1
-                terms = {k: out[k].item() for k in ("loss", "recon", "kl")}
-                bar.set_postfix({k: f"{v:.1f}" for k, v in terms.items()})
-                run.log(
-                    {f"train/{k}": v for k, v in terms.items()} | {"lr": optimizer.param_groups[0]["lr"]},
-                    step=step,
-                )
             done = epoch + 1
-            if loader_test is not None and (
-                done % config.training.validate_every == 0 or done == config.training.epochs
-            ):
-                valid = evaluate(model, loader_test, device)
-                log = {f"valid/{k}": v for k, v in valid.items()} | {"epoch": done}
-                if config.logging.n_images:
-                    import wandb
-
-                    x_show = next(iter(loader_test))[0][: config.logging.n_images]
-                    log["valid/reconstructions"] = wandb.Image(
-                        reconstruction_grid(model, x_show, device),
-                        caption="inputs (top), aligned reconstructions",
-                    )
-                run.log(log, step=step)
-                terms = ", ".join(f"{k} {v:.2f}" for k, v in valid.items())
-                print(f"epoch {done}: valid {terms} (nats per image)")
-                if valid["loss"] < best_valid:
-                    best_valid = valid["loss"]
-                    checkpoint(run_dir / "model_best.pt", done)
-            if done % config.training.checkpoint_every == 0 or done == config.training.epochs:
-                checkpoint(run_dir / "model.pt", done)
-    except KeyboardInterrupt:
-        checkpoint(run_dir / "model.pt", epoch)
-        print(f"\ninterrupted: saved {run_dir / 'model.pt'} (resume with: python run.py --resume {run_dir})")
-        run.finish()
+            last = done == config.training.epochs
+            if loader_test is not None and (done % config.training.validate_every == 0 or last):
+                valid_loss = validate(model, loader_test, config, done, step, device, run)
+                if valid_loss < best_valid:
+                    best_valid = valid_loss
+                    checkpoint("model_best.pt", done)
+            if done % config.training.checkpoint_every == 0 or last:
+                checkpoint("model.pt", done)
+    except BaseException as e:
+        save_after_failure(checkpoint, run_dir, epoch, e)
+        run.finish(exit_code=1)
         raise
     accuracy = quality_summary(model, dset, dset_test, device)
     if accuracy is not None:
@@ -272,24 +314,63 @@ def train(config, resume_dir=None):
     return run_dir
 
 
+def save_after_failure(checkpoint, run_dir, epoch, error):
+    """Save the current weights as the start of the interrupted ``epoch``, and say how to resume."""
+    what = "interrupted" if isinstance(error, KeyboardInterrupt) else f"stopped by {type(error).__name__}"
+    try:
+        checkpoint("model.pt", epoch)
+    except FloatingPointError as save_error:  # never write NaN weights over a good checkpoint
+        print(
+            f"\n{what}: {save_error}; {run_dir / 'model.pt'} keeps the last good checkpoint", file=sys.stderr
+        )
+        return
+    print(
+        f"\n{what}: saved {run_dir / 'model.pt'} at the start of epoch {epoch + 1} "
+        f"(resume with: python run.py --resume {run_dir})",
+        file=sys.stderr,
+    )
+
+
+def resume_run_dir(path):
+    """The run directory to resume from ``path``: a run directory, or its ``model.pt``."""
+    checkpoint = resolve_checkpoint(path)
+    if checkpoint.name != "model.pt":
+        raise CheckpointError(
+            f"{checkpoint}: --resume continues a run from its model.pt (give the run directory); resuming "
+            f"from {checkpoint.name} would overwrite that run's later model.pt. Copy {checkpoint.name} "
+            "into a new directory as model.pt to continue from it"
+        )
+    return checkpoint.parent
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Train an O2-VAE from a config module.")
     parser.add_argument("config", nargs="?", help="config module, e.g. configs.config_o2mnist")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR (or its model.pt)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.resume:
+            run_dir = resume_run_dir(args.resume)
             overrides = ([args.config] if args.config else []) + args.overrides
-            _, saved, _ = load_checkpoint(args.resume)
+            _, saved, _ = load_checkpoint(run_dir)
             config = apply_overrides(saved, overrides)
             if config.model != saved.model or config.data != saved.data:
                 raise ConfigError("--resume may change training and logging settings only, not model or data")
-            return train(config, resume_dir=args.resume)
+            return train(config, resume_dir=run_dir)
         if not args.config:
             parser.error("give a config module (e.g. configs.config_o2mnist) or --resume RUN_DIR")
         return train(load_config(args.config, args.overrides))
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, FileExistsError) as e:
+    except (
+        ConfigError,
+        DatasetError,
+        CheckpointError,
+        FileNotFoundError,
+        FileExistsError,
+        FloatingPointError,
+    ) as e:
         sys.exit(f"error: {e}")
 
 

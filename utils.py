@@ -1,4 +1,4 @@
-"""Embedding extraction for trained models: ``import run, utils``.
+"""Embedding extraction for trained models: ``import run, utils``. The one way this repo embeds images.
 
 Example
 -------
@@ -15,7 +15,34 @@ def _model_device(model):
     return next(model.parameters()).device
 
 
-@torch.no_grad()
+def model_value_range(model):
+    """The ``(lo, hi)`` of the data that the model maps to [0, 1] before encoding.
+
+    ``(0, 1)`` unless the model was trained with ``data.rescale = 'minmax'``, whose range is
+    stored in its config (``model.config.data.value_range``) and checkpoint.
+    """
+    config = getattr(model, "config", None)
+    if config is None or config.data.rescale is None:
+        return (0.0, 1.0)
+    if config.data.value_range is None:
+        raise ValueError(
+            "the model uses data.rescale = 'minmax' but holds no data.value_range: it was not trained "
+            "(run.train fills it in) or its config was edited"
+        )
+    lo, hi = config.data.value_range
+    return (float(lo), float(hi))
+
+
+def _check_loader_range(model, loader):
+    dataset_range = getattr(getattr(loader, "dataset", None), "value_range", None)
+    if dataset_range is not None and tuple(map(float, dataset_range)) != model_value_range(model):
+        raise ValueError(
+            f"the loader's dataset maps the value range {tuple(dataset_range)} to [0, 1], but the model "
+            f"was trained on {model_value_range(model)}: build it with "
+            "run.get_datasets_from_config(model.config)"
+        )
+
+
 def get_model_embeddings_from_loader(model, loader, return_labels=False, device=None, progress=True):
     """Embed every image a loader yields (posterior means), in eval mode.
 
@@ -24,9 +51,10 @@ def get_model_embeddings_from_loader(model, loader, return_labels=False, device=
     model : VAE
         A trained model (see ``run.load_model``).
     loader : iterable
-        Yields ``(images, labels)`` batches, e.g. a DataLoader over ``data.datasets.ImageDataset``.
+        Yields batches ``[images, labels]`` or ``[images]`` with images in the model's [0, 1]
+        input scale, e.g. the loaders of ``run.get_datasets_from_config(model.config)``.
     return_labels : bool
-        Also return the labels.
+        Also return the labels (None when the batches carry none).
     device : str or torch.device, optional
         Where to compute (default: where the model is).
     progress : bool
@@ -35,34 +63,70 @@ def get_model_embeddings_from_loader(model, loader, return_labels=False, device=
     Returns
     -------
     embeddings : numpy.ndarray, shape (n, zdim)
-    labels : numpy.ndarray, shape (n,)
+    labels : numpy.ndarray of int64, shape (n,), or None
         Only with ``return_labels``.
     """
+    _check_loader_range(model, loader)
+    embeddings, labels = _embed_batches(model, loader, None, device, progress)
+    return (embeddings, labels) if return_labels else embeddings
+
+
+@torch.no_grad()
+def _embed_batches(model, batches, total, device, progress):
     device = torch.device(device) if device is not None else _model_device(model)
     was_training = model.training
     model.eval().to(device)
     embeddings, labels = [], []
     try:
-        for x, y in tqdm(loader, desc="embedding", unit="batch", disable=not progress):
-            embeddings.append(model.embed(x.to(device, torch.float32)).cpu().numpy())
-            labels.append(np.asarray(y))
+        for batch in tqdm(batches, total=total, desc="embedding", unit="batch", disable=not progress):
+            embeddings.append(model.embed(batch[0].to(device, torch.float32)).cpu().numpy())
+            if len(batch) > 1:
+                labels.append(np.asarray(batch[1], dtype=np.int64))
     finally:
         model.train(was_training)
+    if labels and len(labels) != len(embeddings):
+        raise ValueError("some batches carry labels and some do not")
     out = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), np.float32)
-    if return_labels:
-        return out, (np.concatenate(labels) if labels else np.zeros(0, np.int64))
-    return out
+    return out, (np.concatenate(labels) if labels else None)
 
 
-def get_model_embeddings_from_tensors(model, x, batch_size=256, device=None, progress=True):
-    """Embed images ``x`` ``(n, c, h, w)`` (tensor or array) in batches of ``batch_size``.
+def get_model_embeddings_from_tensors(model, x, batch_size=256, device=None, progress=True, rescale=True):
+    """Embed images ``x`` ``(n, c, h, w)`` in batches of ``batch_size``, streaming.
+
+    Parameters
+    ----------
+    model : VAE
+    x : tensor or array, shape (n, c, h, w)
+        Images as stored in the dataset files (a memory map is read one batch at a time).
+    batch_size : int
+    device : str or torch.device, optional
+    progress : bool
+    rescale : bool
+        Map the model's training value range to [0, 1] first (see :func:`model_value_range`;
+        the identity for models trained on data in [0, 1]). False when ``x`` is in [0, 1] already.
 
     Returns
     -------
     numpy.ndarray, shape (n, zdim)
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 4-D or holds NaN or Inf (the message names the image).
     """
-    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if not isinstance(x, (torch.Tensor, np.ndarray)):
+        x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"images must have shape (n, c, h, w), got {tuple(x.shape)}")
-    batches = [(x[i : i + batch_size], torch.zeros(0)) for i in range(0, len(x), batch_size)]
-    return get_model_embeddings_from_loader(model, batches, device=device, progress=progress)
+    lo, hi = model_value_range(model) if rescale else (0.0, 1.0)
+
+    def batches():
+        for start in range(0, len(x), batch_size):
+            batch = torch.as_tensor(np.asarray(x[start : start + batch_size], dtype=np.float32))
+            if not torch.isfinite(batch).all():
+                bad = start + int((~torch.isfinite(batch)).flatten(1).any(1).nonzero()[0, 0])
+                raise ValueError(f"image {bad} contains NaN or Inf")
+            yield ((batch - lo) / (hi - lo),)
+
+    total = -(-len(x) // batch_size)
+    return _embed_batches(model, batches(), total, device, progress)[0]

@@ -8,6 +8,7 @@ before any data is read or any model built, with a message that names the key.
 
 import dataclasses
 import importlib
+import pathlib
 import types
 import typing
 
@@ -24,11 +25,21 @@ class DataConfig:
     rotation_augmentation: bool = False  # rotate training images by a random angle each time they are seen
     flip_augmentation: bool = False  # mirror training images with probability 0.5
     rescale: str | None = None  # None: data must lie in [0, 1]; "minmax": map the training min/max to [0, 1]
+    value_range: list[float] | None = None  # [lo, hi] mapped to [0, 1]; training fills it in for "minmax"
     limit_train: int | None = None  # use only the first N training images (quick runs)
 
     def validate(self):
         _check_choice("data.rescale", self.rescale, (None, "minmax"))
         _check_positive("data.batch_size", self.batch_size)
+        if self.batch_size == 1:
+            raise ConfigError(
+                f"data.batch_size must be at least 2 (batch normalisation needs 2 images), got {self.batch_size}"
+            )
+        if self.value_range is not None:
+            if self.rescale != "minmax":
+                raise ConfigError("data.value_range is set, so data.rescale must be 'minmax'")
+            if len(self.value_range) != 2 or not self.value_range[0] < self.value_range[1]:
+                raise ConfigError(f"data.value_range must be [lo, hi] with lo < hi, got {self.value_range}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.limit_train is not None:
@@ -271,12 +282,23 @@ def apply_overrides(config, overrides):
     return from_dict(type(config), values).validate()
 
 
+def presets():
+    """Module names of the config presets in ``configs/`` (e.g. ``configs.config_o2mnist``)."""
+    folder = pathlib.Path(__file__).parent
+    return sorted(f"configs.{path.stem}" for path in folder.glob("config_*.py"))
+
+
 def load_config(module_name, overrides=()):
     """Import ``module_name`` (e.g. ``configs.config_o2mnist``), apply overrides, validate.
 
     The module must define ``config``, a :class:`Config`.
     """
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name and not module_name.startswith(f"{e.name}."):
+            raise  # a module the config imports is missing, not the config itself
+        raise ConfigError(f"no config module {module_name!r}; presets: {', '.join(presets())}") from None
     config = getattr(module, "config", None)
     if not isinstance(config, Config):
         raise ConfigError(

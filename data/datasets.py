@@ -39,6 +39,7 @@ _NUMERIC_DTYPES = (
 _NUMPY_SAFE_GLOBALS = [np.ndarray, np.dtype, np._core.multiarray._reconstruct] + [
     type(np.dtype(t)) for t in _NUMERIC_DTYPES
 ]
+_TORCH_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _CHUNK = 4096  # images per chunk when scanning arrays that may be memory-mapped
 
 
@@ -78,7 +79,7 @@ def load_array(path):
                 f"(only plain arrays are loaded, never arbitrary pickled objects): {e}"
             ) from e
         if isinstance(obj, torch.Tensor):
-            return obj.numpy()
+            return _tensor_to_numpy(obj, path)
         if isinstance(obj, np.ndarray) and obj.dtype != object:
             return obj
         raise DatasetError(f"{path}: expected a tensor or numeric numpy array, found {type(obj).__name__}")
@@ -97,10 +98,49 @@ def load_array(path):
             raise DatasetError(f"{path}: not a plain numeric .npz archive: {e}") from e
     if suffix in (".tif", ".tiff"):
         try:
-            return tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return _tiff_as_images(series.asarray(), series.axes, path)
+        except DatasetError:
+            raise
         except Exception as e:
             raise DatasetError(f"{path}: cannot read as a TIFF: {e}") from e
     raise DatasetError(f"{path}: unknown file type {suffix!r}, expected one of {EXTENSIONS}")
+
+
+def _tensor_to_numpy(t, path):
+    """A tensor from a ``.sav`` as a numpy array (detached; dtypes numpy lacks, e.g. bfloat16, as float32)."""
+    t = t.detach()
+    if t.is_complex() or not (t.is_floating_point() or t.dtype in _TORCH_INTEGER_DTYPES):
+        raise DatasetError(f"{path}: expected a real numeric tensor, got dtype {t.dtype}")
+    if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+        t = t.float()  # bfloat16 and float8 have no numpy dtype; float32 holds their values exactly
+    return t.numpy()
+
+
+def _tiff_as_images(x, axes, path):
+    """Order a TIFF series as ``(n, c, h, w)`` (or ``(n, h, w)``) using tifffile's axis names.
+
+    'S' (samples, e.g. RGB) and 'C' are channels, 'Y' and 'X' the image, any other named axis
+    ('I', 'Q', 'Z', 'T', ...) indexes images. Unnamed 4-D series ('QQYX', as written by
+    ``tifffile.imwrite`` without metadata) are taken as ``(n, c, h, w)``.
+    """
+    channel_axes = [i for i, a in enumerate(axes) if a in "SC"]
+    if len(channel_axes) > 1:
+        raise DatasetError(f"{path}: TIFF has several channel axes ({axes!r}); merge them into one")
+    if "Y" not in axes or "X" not in axes:
+        raise DatasetError(f"{path}: TIFF series has no Y and X axes (axes {axes!r})")
+    if not channel_axes:
+        return x
+    image_axes = [i for i, a in enumerate(axes) if a not in "SCYX"]
+    if len(image_axes) > 1:
+        raise DatasetError(
+            f"{path}: TIFF axes {axes!r} have several image axes besides the channels; "
+            "keep one (one image per object)"
+        )
+    order = image_axes + channel_axes + [axes.index("Y"), axes.index("X")]
+    x = np.transpose(x, order)
+    return x if image_axes else x[None]
 
 
 def find_array_file(data_dir, stem, required=True):
@@ -170,6 +210,11 @@ def validate_images(x, path):
     if n == 0 or c == 0 or h == 0:
         raise DatasetError(f"{path}: empty image array of shape {x.shape}")
     if h != w:
+        if c == h and w in (1, 3, 4):
+            raise DatasetError(
+                f"{path}: shape {x.shape} looks like channel-last images (n, h, w, c); images must be "
+                "(n, c, h, w): use np.moveaxis(x, -1, 1)"
+            )
         raise DatasetError(f"{path}: images must be square, got height {h} and width {w} (shape {x.shape})")
     if h % 2:
         raise DatasetError(
@@ -179,7 +224,7 @@ def validate_images(x, path):
     return x, _scan_range(x, path)
 
 
-def load_dataset(data_dir, rescale=None):
+def load_dataset(data_dir, rescale=None, value_range=None):
     """Load and validate every array of a dataset directory.
 
     Parameters
@@ -187,8 +232,11 @@ def load_dataset(data_dir, rescale=None):
     data_dir : str or Path
         Directory with ``X_train`` and optionally ``X_test``, ``y_train``, ``y_test``.
     rescale : {None, 'minmax'}
-        None: images must already lie in [0, 1]. 'minmax': map the training set's
-        ``[min, max]`` linearly to [0, 1] (the test set uses the same map).
+        None: images must already lie in [0, 1]. 'minmax': map ``value_range`` linearly to [0, 1].
+    value_range : tuple of float, optional
+        With 'minmax', the ``(lo, hi)`` to map, e.g. the one a model was trained with
+        (``model.config.data.value_range``). Default: the training set's min and max.
+        Every split must lie inside it.
 
     Returns
     -------
@@ -198,6 +246,8 @@ def load_dataset(data_dir, rescale=None):
     """
     if rescale not in (None, "minmax"):
         raise DatasetError(f"rescale must be None or 'minmax', got {rescale!r}")
+    if value_range is not None and rescale != "minmax":
+        raise DatasetError("a value_range is given, so rescale must be 'minmax'")
     out = {}
     sizes = {}
     ranges = {}
@@ -212,35 +262,59 @@ def load_dataset(data_dir, rescale=None):
         x, ranges[split] = validate_images(load_array(x_path), x_path)
         sizes[split] = (x.shape[1:], x_path)
         out[f"X_{split}"] = x
-        out[f"y_{split}"] = None if y_path is None else _validate_labels(load_array(y_path), len(x), y_path)
+        out[f"y_{split}"] = None if y_path is None else validate_labels(load_array(y_path), len(x), y_path)
     if "test" in sizes and sizes["test"][0] != sizes["train"][0]:
         raise DatasetError(
             f"{sizes['test'][1]}: test images have shape (c, h, w) = {sizes['test'][0]}, "
             f"but training images {sizes['train'][1]} have {sizes['train'][0]}"
         )
-    if rescale == "minmax":
-        lo, hi = ranges["train"]
-        if hi <= lo:
-            raise DatasetError(f"{sizes['train'][1]}: all values equal {lo}; cannot rescale to [0, 1]")
-        out["value_range"] = (lo, hi)
-    else:
-        for split, (lo, hi) in ranges.items():
-            if lo < 0 or hi > 1:
-                raise DatasetError(
-                    f"{sizes[split][1]}: values lie in [{lo:g}, {hi:g}] but must lie in [0, 1] "
-                    "(the loss needs it); rescale the data or set data.rescale = 'minmax' in the config"
-                )
-        out["value_range"] = (0.0, 1.0)
+    if rescale == "minmax" and value_range is None:
+        value_range = ranges["train"]
+        if value_range[1] <= value_range[0]:
+            raise DatasetError(f"{sizes['train'][1]}: all values equal {value_range[0]}; cannot rescale")
+    lo, hi = (0.0, 1.0) if rescale is None else (float(v) for v in value_range)
+    for split, (split_lo, split_hi) in ranges.items():
+        if split_lo < lo or split_hi > hi:
+            where = (
+                "[0, 1] (the loss needs it)"
+                if rescale is None
+                else f"the range [{lo:g}, {hi:g}] mapped to [0, 1]"
+            )
+            fix = "set data.rescale = 'minmax' in the config" if rescale is None else "give data inside it"
+            raise DatasetError(
+                f"{sizes[split][1]}: values lie in [{split_lo:g}, {split_hi:g}] but must lie in {where}; "
+                f"rescale the data or {fix}"
+            )
+    out["value_range"] = (lo, hi)
     return out
 
 
-def _validate_labels(y, n_images, path):
+def validate_labels(y, n_images, path):
+    """Check labels and return them as an int64 array ``(n,)``.
+
+    Raises
+    ------
+    DatasetError
+        Unless ``y`` is one-dimensional with ``n_images`` finite, integer-valued numbers.
+    """
     y = np.asarray(y)
     if y.ndim != 1:
         raise DatasetError(f"{path}: labels must be one-dimensional, got shape {y.shape}")
     if len(y) != n_images:
         raise DatasetError(f"{path}: {len(y)} labels for {n_images} images")
-    return y
+    if y.dtype.kind not in "iub" and y.dtype.kind != "f":
+        raise DatasetError(
+            f"{path}: labels must be integers, got dtype {y.dtype}; map class names to integers, "
+            "e.g. names, y = np.unique(y, return_inverse=True)"
+        )
+    if y.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if len(bad):
+            raise DatasetError(
+                f"{path}: labels must be finite whole numbers, label {bad[0]} is {y[bad[0]]} "
+                f"({len(bad)} such labels)"
+            )
+    return y.astype(np.int64)
 
 
 class ImageDataset(Dataset):
@@ -251,7 +325,7 @@ class ImageDataset(Dataset):
     x : numpy.ndarray, shape (n, c, h, w)
         Images; may be a memory map (read one item at a time).
     y : numpy.ndarray, shape (n,), optional
-        Labels; items get label -1 when absent.
+        Integer labels (see :func:`validate_labels`); None for a dataset without labels.
     rotate : bool
         Rotate each item by a uniformly random angle in [0, 360) degrees (bilinear).
     flip : bool
@@ -261,7 +335,9 @@ class ImageDataset(Dataset):
 
     Notes
     -----
-    Items are ``(image, label)`` with ``image`` a float32 tensor ``(c, h, w)``.
+    Items are ``(image, label)``, or ``(image,)`` when there are no labels, with ``image`` a
+    float32 tensor ``(c, h, w)``; batches of a DataLoader are then ``[images, labels]`` or
+    ``[images]``, so ``images = batch[0]`` either way.
     The augmentation is :func:`registration.transform.rotate_flip`, so what lies
     outside the inscribed disk of a rotated image is cut off and filled with zeros.
     """
@@ -283,8 +359,7 @@ class ImageDataset(Dataset):
             angle = float(torch.rand(()) * 360.0) if self.rotate else 0.0
             flip = bool(torch.rand(()) < 0.5) if self.flip else False
             img = self.augment(img, angle, flip)
-        label = -1 if self.y is None else int(self.y[i])
-        return img, label
+        return (img,) if self.y is None else (img, int(self.y[i]))
 
     @staticmethod
     def augment(img, angle, flip):
@@ -299,7 +374,8 @@ def get_datasets_from_config(config, generator=None):
     ----------
     config : object
         With a ``data`` section holding ``data_dir``, ``batch_size``, ``num_workers``,
-        ``rotation_augmentation``, ``flip_augmentation``, ``rescale`` and ``limit_train``.
+        ``rotation_augmentation``, ``flip_augmentation``, ``rescale``, ``value_range`` (the
+        training set's range is used when it is None) and ``limit_train``.
     generator : torch.Generator, optional
         Drives the shuffling of the training loader (save its state to resume exactly).
 
@@ -308,9 +384,12 @@ def get_datasets_from_config(config, generator=None):
     dset, loader, dset_test, loader_test
         Training set and loader (shuffled, augmented as configured) and test set and loader
         (not shuffled, not augmented); the test pair is ``None`` when there is no ``X_test``.
+        When the training set leaves a last batch of one image, the training loader drops it
+        (batch normalisation needs two); shuffling makes it a different image each epoch.
+        The test loader keeps every image (evaluation runs in eval mode).
     """
     cfg = config.data
-    arrays = load_dataset(cfg.data_dir, rescale=cfg.rescale)
+    arrays = load_dataset(cfg.data_dir, rescale=cfg.rescale, value_range=getattr(cfg, "value_range", None))
     x, y = arrays["X_train"], arrays["y_train"]
     if cfg.limit_train is not None:
         x, y = x[: cfg.limit_train], None if y is None else y[: cfg.limit_train]
@@ -321,8 +400,14 @@ def get_datasets_from_config(config, generator=None):
         flip=cfg.flip_augmentation,
         value_range=arrays["value_range"],
     )
+    # a last batch of one image cannot be batch-normalised: drop it (a different image each epoch)
     loader = DataLoader(
-        dset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, generator=generator
+        dset,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        num_workers=cfg.num_workers,
+        generator=generator,
+        drop_last=len(dset) % cfg.batch_size == 1,
     )
     if arrays["X_test"] is None:
         return dset, loader, None, None

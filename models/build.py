@@ -2,11 +2,12 @@
 
 import pathlib
 import platform
+import warnings
 
 import numpy as np
 import torch
 
-from configs.schema import Config, from_dict
+from configs.schema import Config, ConfigError, from_dict
 from data.io import atomic_write
 from models.decoders.cnn_decoder import CNNDecoder
 from models.encoders_o2.o2_encoder import O2Encoder
@@ -14,6 +15,9 @@ from models.encoders_vanilla.cnn_encoder import CNNEncoder
 from models.vae import VAE
 
 CHECKPOINT_FORMAT = 2  # 2: encoders end with a whole-map layer
+# Config keys added after checkpoints of this format were first written, with the value that
+# reproduces the behaviour of the code before the key existed (not today's default).
+KEYS_ADDED_LATER = {"model.encoder_pooling": "after", "data.value_range": None}
 
 
 class CheckpointError(ValueError):
@@ -21,7 +25,15 @@ class CheckpointError(ValueError):
 
 
 def build_model_from_config(config):
-    """The :class:`~models.vae.VAE` that ``config.model`` describes (freshly initialised)."""
+    """The :class:`~models.vae.VAE` that ``config.model`` describes (freshly initialised).
+
+    The config is checked first (keys, types and values, as for a config module), so a config
+    built or edited in Python fails with the name of the wrong key. The model keeps it as
+    ``model.config``.
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a configs.schema.Config, got {type(config).__name__}")
+    config = from_dict(Config, config.to_dict()).validate()
     m = config.model
     shared = dict(
         channels=m.encoder_channels,
@@ -37,11 +49,11 @@ def build_model_from_config(config):
             layer_type=m.layer_type,
             pooling=m.encoder_pooling,
         )
-        encoder = O2Encoder(m.in_channels, m.image_size, m.zdim, **o2, out_fields=m.encoder_out, **shared)
+        encoder = O2Encoder(m.in_channels, m.image_size, m.zdim, **o2, encoder_out=m.encoder_out, **shared)
     else:
-        encoder = CNNEncoder(m.in_channels, m.image_size, m.zdim, out_channels=m.encoder_out, **shared)
+        encoder = CNNEncoder(m.in_channels, m.image_size, m.zdim, encoder_out=m.encoder_out, **shared)
     decoder = CNNDecoder(m.zdim, m.in_channels, m.image_size, width=m.decoder_width)
-    return VAE(
+    model = VAE(
         encoder,
         decoder,
         m.image_size,
@@ -50,8 +62,10 @@ def build_model_from_config(config):
         align=m.align,
         rot_step_deg=m.rot_step_deg,
         align_angles=m.align_angles,
-        mask=m.loss_mask,
+        loss_mask=m.loss_mask,
     )
+    model.config = config
+    return model
 
 
 def model_state(model):
@@ -85,19 +99,24 @@ def library_versions():
     return {name: str(v) for name, v in (versions | {"e2cnn": e2cnn.__version__}).items()}
 
 
-def save_checkpoint(
-    path, model, optimizer, scheduler, epoch, config, best_valid_loss, rng_state, wandb_id=None
-):
+def save_checkpoint(path, model, optimizer, epoch, config, best_valid_loss, rng_state, wandb_id=None):
     """Write a checkpoint atomically (temporary file in the same folder, then rename).
 
     The file holds only tensors and plain data, so :func:`load_checkpoint` reads it with
-    ``torch.load(weights_only=True)``.
+    ``torch.load(weights_only=True)``. ``config`` is stored whole, every field.
+
+    Raises
+    ------
+    FloatingPointError
+        If a weight is NaN or Inf: such a model is never written over a checkpoint.
     """
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise FloatingPointError(f"not saving {path}: weights {bad[:3]} hold NaN or Inf")
     state = {
         "format": CHECKPOINT_FORMAT,
         "model": model_state(model),
         "optimizer": optimizer.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
         "epoch": epoch,
         "config": config.to_dict(),
         "best_valid_loss": best_valid_loss,
@@ -109,7 +128,7 @@ def save_checkpoint(
 
 
 def resolve_checkpoint(path_or_run_dir):
-    """``model.pt`` inside a run directory, or the file itself."""
+    """``model.pt`` inside a run directory, or the file itself (a :class:`pathlib.Path`)."""
     path = pathlib.Path(path_or_run_dir)
     if path.is_dir():
         path = path / "model.pt"
@@ -131,7 +150,51 @@ def load_checkpoint(path_or_run_dir, device="cpu"):
         ) from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
         raise CheckpointError(f"{path}: not an o2vae checkpoint of format {CHECKPOINT_FORMAT}")
-    return state, from_dict(Config, state["config"]).validate(), path
+    _warn_on_other_versions(path, state.get("versions", {}))
+    try:
+        config = from_dict(Config, _fill_keys_added_later(path, state["config"])).validate()
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its config does not fit this code: {e}") from e
+    return state, config, path
+
+
+def _fill_keys_added_later(path, saved):
+    """``saved`` config with the keys of :data:`KEYS_ADDED_LATER` it lacks; any other missing key fails.
+
+    Filling a missing key with today's default would silently build another model the day that
+    default changes, so only keys whose historical value is known are filled, with a warning.
+    """
+    missing = sorted(_leaf_keys(Config().to_dict()) - _leaf_keys(saved))
+    unknown = [key for key in missing if key not in KEYS_ADDED_LATER]
+    if unknown:
+        raise CheckpointError(f"{path}: its config lacks the key(s) {unknown}; it was not saved by this code")
+    filled = {section: dict(values) for section, values in saved.items()}
+    for key in missing:
+        section, name = key.split(".")
+        filled[section][name] = KEYS_ADDED_LATER[key]
+        warnings.warn(
+            f"{path}: saved before config key {key} existed; using {KEYS_ADDED_LATER[key]!r}, "
+            "the behaviour of the code that saved it",
+            stacklevel=3,
+        )
+    return filled
+
+
+def _leaf_keys(config_dict):
+    return {f"{section}.{name}" for section, values in config_dict.items() for name in values}
+
+
+def _warn_on_other_versions(path, saved):
+    now = library_versions()
+    changed = {
+        name: (saved[name], now[name]) for name in ("torch", "e2cnn", "numpy") if saved.get(name) != now[name]
+    }
+    if changed:
+        listed = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
+        warnings.warn(
+            f"{path}: saved with other library versions ({listed}); embeddings may differ slightly",
+            stacklevel=3,
+        )
 
 
 def load_model(path_or_run_dir, device=None):

@@ -1,5 +1,6 @@
-"""What both encoders share: the check of their layer plan and the head that outputs the posterior."""
+"""What both encoders share: checks of their layer plan and input, and the head that outputs the posterior."""
 
+import torch
 from torch import nn
 
 
@@ -15,6 +16,27 @@ def check_layer_plan(image_size, channels, downsample):
             f"image size {image_size} must be divisible by 2 ** {sum(downsample)} (the pooling steps)"
         )
     return image_size // 2 ** sum(downsample)
+
+
+def check_images(x, in_channels, image_size, training):
+    """Raise a clear error unless ``x`` is a float batch ``(b, in_channels, image_size, image_size)``.
+
+    In training mode a batch needs at least 2 images: batch normalisation estimates its statistics
+    from the batch.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"the encoder expects a float tensor of images, got {kind}")
+    if x.ndim != 4 or tuple(x.shape[1:]) != (in_channels, image_size, image_size):
+        raise ValueError(
+            f"the encoder expects images of shape (b, {in_channels}, {image_size}, {image_size}), "
+            f"got {tuple(x.shape)}"
+        )
+    if training and len(x) < 2:
+        raise ValueError(
+            f"a batch of {len(x)} image(s) in training mode: batch normalisation needs at least 2 "
+            "(call model.eval() to embed single images)"
+        )
 
 
 class GaussianHead(nn.Module):

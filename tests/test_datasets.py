@@ -170,8 +170,93 @@ def test_random_augmentation_varies_and_keeps_labels():
     assert torch.allclose(imgs.sum((1, 2, 3)), torch.full((20,), 8.0), atol=0.5)
 
 
-def test_unlabelled_items_get_label_minus_one():
-    assert ImageDataset(make_images())[0][1] == -1
+def test_unlabelled_items_carry_no_label_and_a_label_of_minus_one_is_kept():
+    item = ImageDataset(make_images())[0]
+    assert len(item) == 1 and item[0].shape == (1, 8, 8)
+    labelled = ImageDataset(make_images(n=2), np.array([-1, 4]))
+    assert [labelled[i][1] for i in range(2)] == [-1, 4]
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.array([0, 1, 2.5, 3, 4, 5]), r"labels must be finite whole numbers, label 2 is 2.5"),
+        (np.array([0, 1, 2, np.nan, 4, 5]), r"label 3 is nan"),
+        (np.array(["a", "b", "a", "b", "a", "b"]), r"labels must be integers, got dtype <U1.*np.unique"),
+    ],
+)
+def test_labels_must_be_finite_integers(tmp_path, y, message):
+    np.save(tmp_path / "X_train.npy", make_images(n=6))
+    np.save(tmp_path / "y_train.npy", y)
+    with pytest.raises(DatasetError, match=message) as err:
+        load_dataset(tmp_path)
+    assert "y_train.npy" in str(err.value)
+
+
+def test_whole_float_labels_become_int64(tmp_path):
+    np.save(tmp_path / "X_train.npy", make_images(n=6))
+    np.save(tmp_path / "y_train.npy", np.array([0.0, 1, 2, 3, -1, 5]))
+    y = load_dataset(tmp_path)["y_train"]
+    assert y.dtype == np.int64 and y.tolist() == [0, 1, 2, 3, -1, 5]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_sav_tensors_of_any_float_dtype_or_with_gradients_load(tmp_path, dtype):
+    x = torch.from_numpy(make_images()).to(dtype).requires_grad_(True)
+    torch.save(x, tmp_path / "X_train.sav")
+    got = load_array(tmp_path / "X_train.sav")
+    np.testing.assert_array_equal(got, x.detach().float().numpy())  # bfloat16 values are exact in float32
+    assert load_dataset(tmp_path)["X_train"].shape == (6, 1, 8, 8)
+
+
+def test_complex_sav_tensor_is_refused(tmp_path):
+    torch.save(torch.zeros(2, 1, 8, 8, dtype=torch.complex64), tmp_path / "X_train.sav")
+    with pytest.raises(
+        DatasetError, match="X_train.sav: expected a real numeric tensor, got dtype torch.complex64"
+    ):
+        load_array(tmp_path / "X_train.sav")
+
+
+def test_rgb_tiff_stack_is_read_channels_first(tmp_path):
+    x = (make_images(n=4, c=3) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "X_train.tif", np.moveaxis(x, 1, -1), photometric="rgb")  # (n, h, w, 3)
+    np.testing.assert_array_equal(load_array(tmp_path / "X_train.tif"), x)
+
+
+def test_tiff_with_channels_before_images_is_reordered(tmp_path):
+    x = make_images(n=5, c=2)
+    channels_first = np.ascontiguousarray(np.moveaxis(x, 1, 0))  # (c, n, h, w), axes named
+    tifffile.imwrite(tmp_path / "X_train.tif", channels_first, metadata={"axes": "CZYX"})
+    np.testing.assert_array_equal(load_array(tmp_path / "X_train.tif"), x)
+
+
+def test_channel_last_arrays_get_a_hint(tmp_path):
+    np.save(tmp_path / "X_train.npy", np.moveaxis(make_images(n=4, c=3), 1, -1))
+    with pytest.raises(DatasetError, match=r"X_train.npy: shape \(4, 8, 8, 3\) looks like channel-last"):
+        load_dataset(tmp_path)
+
+
+def test_minmax_range_comes_from_training_data_and_test_data_must_lie_inside(tmp_path):
+    x = make_images(n=6) * 200 + 10
+    np.save(tmp_path / "X_train.npy", x)
+    np.save(tmp_path / "X_test.npy", x[:2] * 0.5 + 60)  # inside the training range
+    data = load_dataset(tmp_path, rescale="minmax")
+    assert data["value_range"] == (pytest.approx(x.min()), pytest.approx(x.max()))
+    np.save(tmp_path / "X_test.npy", x[:2] * 2)
+    with pytest.raises(DatasetError, match=r"X_test.npy: values lie in \[.*\] but must lie in the range"):
+        load_dataset(tmp_path, rescale="minmax")
+
+
+def test_a_given_value_range_is_used_for_every_split(tmp_path):
+    np.save(tmp_path / "X_train.npy", make_images(n=6) * 100)
+    data = load_dataset(tmp_path, rescale="minmax", value_range=(0.0, 255.0))
+    assert data["value_range"] == (0.0, 255.0)
+    dset = ImageDataset(data["X_train"], value_range=data["value_range"])
+    np.testing.assert_allclose(dset[3][0].numpy(), data["X_train"][3] / 255.0, rtol=1e-6)
+    with pytest.raises(
+        DatasetError, match=r"X_train.npy: values lie in .* but must lie in the range \[0, 50\]"
+    ):
+        load_dataset(tmp_path, rescale="minmax", value_range=(0.0, 50.0))
 
 
 def test_get_datasets_from_config(tmp_path):
@@ -187,6 +272,58 @@ def test_get_datasets_from_config(tmp_path):
     x, y = next(iter(loader))
     assert x.shape == (3, 1, 8, 8) and x.dtype == torch.float32
     assert sum(len(b[0]) for b in loader_test) == 4
-    assert [int(v) for b in loader_test for v in b[1]] == [-1] * 4
+    assert all(len(b) == 1 for b in loader_test)  # no labels: batches hold the images only
     (tmp_path / "X_test.npy").unlink()
     assert get_datasets_from_config(config)[2:] == (None, None)
+
+
+def data_config(data_dir, **values):
+    return types.SimpleNamespace(data=DataConfig(data_dir=str(data_dir), **values))
+
+
+def test_limit_train_keeps_the_first_images_and_labels(tmp_path):
+    x = make_images(n=10)
+    np.save(tmp_path / "X_train.npy", x)
+    np.save(tmp_path / "y_train.npy", np.arange(10) + 100)
+    dset = get_datasets_from_config(data_config(tmp_path, batch_size=4, limit_train=7))[0]
+    assert len(dset) == 7
+    np.testing.assert_array_equal(dset.x, x[:7])
+    assert [dset[i][1] for i in range(7)] == list(range(100, 107))
+
+
+def test_minmax_rescaling_maps_the_training_range_to_unit_interval(tmp_path):
+    x = make_images(n=10) * 3000 + 500
+    np.save(tmp_path / "X_train.npy", x)
+    np.save(tmp_path / "X_test.npy", x[:3])
+    dset, loader, dset_test, _ = get_datasets_from_config(
+        data_config(tmp_path, batch_size=5, rescale="minmax")
+    )
+    images = torch.cat([b[0] for b in loader])
+    assert images.min().item() == pytest.approx(0.0, abs=1e-6) and images.max().item() == pytest.approx(1.0)
+    expected = (x[:3] - x.min()) / (x.max() - x.min())
+    np.testing.assert_allclose(np.stack([dset_test[i][0].numpy() for i in range(3)]), expected, rtol=1e-5)
+    fixed = data_config(tmp_path, batch_size=5, rescale="minmax", value_range=[0.0, 4000.0])
+    np.testing.assert_allclose(get_datasets_from_config(fixed)[2][0][0].numpy(), x[0] / 4000.0, rtol=1e-6)
+
+
+def test_training_loader_shuffles_reproducibly_and_covers_every_image(tmp_path):
+    np.save(tmp_path / "X_train.npy", make_images(n=12))
+    np.save(tmp_path / "y_train.npy", np.arange(12))
+    config = data_config(tmp_path, batch_size=4)
+
+    def epoch_order(seed):
+        loader = get_datasets_from_config(config, generator=torch.Generator().manual_seed(seed))[1]
+        return [int(v) for b in loader for v in b[1]]
+
+    first = epoch_order(0)
+    assert sorted(first) == list(range(12)) and first != list(range(12))
+    assert epoch_order(0) == first and epoch_order(1) != first
+
+
+@pytest.mark.parametrize("n, batches", [(17, [16]), (18, [16, 2]), (16, [16])])
+def test_only_a_last_training_batch_of_one_image_is_dropped(tmp_path, n, batches):
+    np.save(tmp_path / "X_train.npy", make_images(n=n))
+    np.save(tmp_path / "X_test.npy", make_images(n=17))
+    _, loader, _, loader_test = get_datasets_from_config(data_config(tmp_path, batch_size=16))
+    assert [len(b[0]) for b in loader] == batches
+    assert [len(b[0]) for b in loader_test] == [16, 1]  # evaluation keeps every image

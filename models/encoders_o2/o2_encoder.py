@@ -39,7 +39,7 @@ from e2cnn import gspaces
 from torch import nn
 
 import models  # noqa: F401  (applies the e2cnn compatibility fixes)
-from models.gaussian_head import GaussianHead, check_layer_plan
+from models.gaussian_head import GaussianHead, check_images, check_layer_plan
 
 
 def build_gspace(group, n_rotations, max_frequency):
@@ -126,7 +126,8 @@ class WholeMapConv(enn.R2Conv):
     """
 
     def forward(self, input):
-        assert input.type == self.in_type
+        if input.type != self.in_type:
+            raise ValueError(f"WholeMapConv expects fields of type {self.in_type}, got {input.type}")
         if input.tensor.shape[-2:] != (self.kernel_size, self.kernel_size):
             raise ValueError(
                 f"WholeMapConv expects {self.kernel_size}x{self.kernel_size} maps, "
@@ -174,9 +175,9 @@ class O2Encoder(nn.Module):
     kernel_size : int
         Odd kernel size of the layers in ``channels`` after the first (whose kernel is 4, see
         module notes); the last layer's kernel is the size of its input map.
-    out_fields : int
+    encoder_out : int
         Field multiplicity of the last layer, whose kernel covers the whole remaining map. The
-        invariant feature vector has ``out_fields * (1 + max_frequency)`` entries (one trivial
+        invariant feature vector has ``encoder_out * (1 + max_frequency)`` entries (one trivial
         field and one norm per frequency).
     hidden : int
         Width of the MLP head.
@@ -200,12 +201,13 @@ class O2Encoder(nn.Module):
         channels=(8, 16, 24, 32),
         downsample=(True, True, True, False),
         kernel_size=5,
-        out_fields=64,
+        encoder_out=64,
         hidden=128,
         antialias_sigma=0.66,
         pooling="after",
     ):
         super().__init__()
+        self.in_channels, self.image_size = in_channels, image_size
         # image size after the downsamplings; the maps here are one pixel larger (module notes)
         halved = check_layer_plan(image_size, channels, downsample)
         if layer_type == "regular" and group != "dihedral":
@@ -249,12 +251,13 @@ class O2Encoder(nn.Module):
             if layer_type != "regular"
             else functools.partial(_norm_layer, max_frequency=max_frequency)
         )
-        block, field_type = last_layer(field_type, out_fields, conv)
+        block, field_type = last_layer(field_type, encoder_out, conv)
         layers += [*block, invariant_map(field_type)]
         self.features = enn.SequentialModule(*layers)
         self.head = GaussianHead(self.features.out_type.size, zdim, hidden)
 
     def forward(self, x):
         """Return ``(mu, logvar)`` of the posterior, each ``(b, zdim)``."""
+        check_images(x, self.in_channels, self.image_size, self.training)
         feats = self.features(enn.GeometricTensor(x, self.in_type)).tensor
         return self.head(feats.flatten(1))

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from models.gaussian_head import GaussianHead, check_layer_plan
+from models.gaussian_head import GaussianHead, check_images, check_layer_plan
 
 
 class CNNEncoder(nn.Module):
@@ -22,7 +22,7 @@ class CNNEncoder(nn.Module):
         Whether each layer has stride 2.
     kernel_size : int
         Odd kernel size.
-    out_channels : int
+    encoder_out : int
         Channels of the last layer, whose kernel covers the whole remaining map.
     hidden : int
         Width of the MLP head.
@@ -36,10 +36,11 @@ class CNNEncoder(nn.Module):
         channels=(32, 64, 96, 128),
         downsample=(True, True, True, False),
         kernel_size=3,
-        out_channels=64,
+        encoder_out=64,
         hidden=128,
     ):
         super().__init__()
+        self.in_channels, self.image_size = in_channels, image_size
         map_size = check_layer_plan(image_size, channels, downsample)
         layers, c_in = [], in_channels
         for c_out, down in zip(channels, downsample, strict=True):
@@ -54,13 +55,14 @@ class CNNEncoder(nn.Module):
         # a kernel over the whole remaining map, written as the linear layer it is
         layers += [
             nn.Flatten(),
-            nn.Linear(c_in * map_size**2, out_channels, bias=False),
-            nn.BatchNorm1d(out_channels),
+            nn.Linear(c_in * map_size**2, encoder_out, bias=False),
+            nn.BatchNorm1d(encoder_out),
             nn.ReLU(inplace=True),
         ]
         self.features = nn.Sequential(*layers)
-        self.head = GaussianHead(out_channels, zdim, hidden)
+        self.head = GaussianHead(encoder_out, zdim, hidden)
 
     def forward(self, x):
         """Return ``(mu, logvar)`` of the posterior, each ``(b, zdim)``."""
+        check_images(x, self.in_channels, self.image_size, self.training)
         return self.head(self.features(x))
