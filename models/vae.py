@@ -34,7 +34,7 @@ class VAE(nn.Module):
         Angle step of the brute-force search.
     align_angles : int
         Angular samples of the Fourier registration.
-    mask : {'disk', None}
+    loss_mask : {'disk', None}
         Pixel mask of the loss: the inscribed disk (the only pixels that stay in the image
         under rotation), or every pixel.
 
@@ -53,18 +53,20 @@ class VAE(nn.Module):
         align="fourier",
         rot_step_deg=10.0,
         align_angles=128,
-        mask="disk",
+        loss_mask="disk",
     ):
         super().__init__()
-        if loss not in LOSSES or align not in ALIGNMENTS or mask not in ("disk", None):
-            raise ValueError(f"bad loss {loss!r}, align {align!r} or mask {mask!r}")
-        if align != "none" and mask is None:
-            raise ValueError("an aligned loss needs mask='disk': pixels outside it do not survive a rotation")
+        if loss not in LOSSES or align not in ALIGNMENTS or loss_mask not in ("disk", None):
+            raise ValueError(f"bad loss {loss!r}, align {align!r} or loss_mask {loss_mask!r}")
+        if align != "none" and loss_mask is None:
+            raise ValueError(
+                "an aligned loss needs loss_mask='disk': pixels outside it do not survive a rotation"
+            )
         self.encoder, self.decoder = encoder, decoder
         self.loss, self.beta, self.align = loss, beta, align
         self.rot_step_deg, self.align_angles = rot_step_deg, align_angles
         pixel_mask = (
-            disk_mask(image_size, image_size) if mask == "disk" else torch.ones(image_size, image_size)
+            disk_mask(image_size, image_size) if loss_mask == "disk" else torch.ones(image_size, image_size)
         )
         self.register_buffer("pixel_mask", pixel_mask[None, None], persistent=False)
 
