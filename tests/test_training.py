@@ -48,12 +48,26 @@ def test_tiny_config_trains_and_the_loss_falls(tiny_config):
     assert (run_dir / "model.pt").is_file() and (run_dir / "model_best.pt").is_file()
 
 
-def test_resume_continues_exactly(tiny_config):
-    straight = run.train(
-        apply_overrides(tiny_config, ["training.epochs=2", "data.rotation_augmentation=True"])
+@pytest.mark.parametrize("schedule", ["None", "cosine"])
+def test_resume_continues_exactly(tiny_config, schedule, monkeypatch):
+    config = apply_overrides(
+        tiny_config,
+        ["training.epochs=2", "data.rotation_augmentation=True", f"training.lr_schedule={schedule}"],
     )
-    first = run.train(apply_overrides(tiny_config, ["training.epochs=1", "data.rotation_augmentation=True"]))
-    resumed = run.main(["--resume", str(first), "training.epochs=2"])
+    straight = run.train(config)
+    snapshot = {}
+    save = run.save_checkpoint
+
+    def save_and_keep_epoch_one(path, model, optimizer, epoch, *args, **kwargs):
+        save(path, model, optimizer, epoch, *args, **kwargs)
+        if path.name == "model.pt" and epoch == 1:
+            snapshot["bytes"] = path.read_bytes()
+
+    monkeypatch.setattr(run, "save_checkpoint", save_and_keep_epoch_one)
+    first = run.train(config)
+    monkeypatch.undo()
+    (first / "model.pt").write_bytes(snapshot["bytes"])  # as if the run had stopped after epoch 1
+    resumed = run.main(["--resume", str(first / "model.pt")])  # a model.pt file or its directory
     assert resumed == first
     a = torch.load(straight / "model.pt", weights_only=True)
     b = torch.load(first / "model.pt", weights_only=True)
@@ -193,3 +207,157 @@ def test_trained_o2_model_is_less_orientation_sensitive_than_vanilla(tiny_config
         model = run.load_model(run.train(apply_overrides(tiny_config, overrides)))
         sensitivity[encoder] = orientation_sensitivity(model, upright)["relative_distance"]
     assert sensitivity["o2"] < 0.5 * sensitivity["vanilla"], sensitivity
+
+
+def learning_rates(run_dir):
+    return [g["lr"] for g in torch.load(run_dir / "model.pt", weights_only=True)["optimizer"]["param_groups"]]
+
+
+def test_resume_with_more_epochs_follows_the_cosine_of_the_new_total(tiny_config):
+    config = apply_overrides(tiny_config, ["training.epochs=1", "training.lr_schedule=cosine"])
+    run_dir = run.train(config)
+    lr, steps = config.training.lr, config.training.max_steps_per_epoch
+    # the last step of epoch 1 (step index 2 of 3) ran at 0.5 lr (1 + cos(pi 2 / 3))
+    assert learning_rates(run_dir) == [pytest.approx(0.5 * lr * (1 + np.cos(np.pi * 2 / steps)))]
+    run.main(["--resume", str(run_dir), "training.epochs=2"])
+    # the last step of epoch 2 (index 5 of 6) follows the curve of a 2-epoch run
+    assert learning_rates(run_dir) == [pytest.approx(0.5 * lr * (1 + np.cos(np.pi * 5 / (2 * steps))))]
+
+
+def test_resume_refuses_a_checkpoint_other_than_the_runs_model_pt(tiny_config):
+    run_dir = run.train(apply_overrides(tiny_config, ["training.epochs=1"]))
+    with pytest.raises(SystemExit, match="model_best.pt would overwrite that run's later model.pt"):
+        run.main(["--resume", str(run_dir / "model_best.pt")])
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        run.main(["--resume", str(run_dir / "missing.pt")])
+
+
+def test_a_last_batch_of_one_image_is_dropped_not_a_crash(tiny_config):
+    # 17 images in batches of 16 leave one: batch normalisation cannot train on it
+    config = apply_overrides(tiny_config, ["data.limit_train=17", "training.max_steps_per_epoch=None"])
+    run_dir = run.train(config)
+    assert torch.load(run_dir / "model.pt", weights_only=True)["epoch"] == 2
+
+
+def test_batch_size_one_is_refused_with_the_reason():
+    with pytest.raises(SystemExit, match="data.batch_size must be at least 2 .batch normalisation"):
+        run.main(["configs.config_tiny", "data.batch_size=1"])
+
+
+def test_unknown_config_module_is_a_one_line_error_listing_presets(capsys):
+    with pytest.raises(SystemExit) as err:
+        run.main(["configs.config_nope"])
+    message = str(err.value)
+    assert message.startswith("error: no config module 'configs.config_nope'; presets: ")
+    assert "configs.config_o2mnist," in message and "\n" not in message
+
+
+def fail_at_call(monkeypatch, n, action):
+    """Make the n-th VAE forward call run ``action(model)`` first (it may raise)."""
+    import models.vae
+
+    calls = {"n": 0}
+    forward = models.vae.VAE.forward
+
+    def patched(self, x):
+        calls["n"] += 1
+        if calls["n"] == n:
+            action(self)
+        return forward(self, x)
+
+    monkeypatch.setattr(models.vae.VAE, "forward", patched)
+
+
+def only_run_dir(config):
+    (run_dir,) = pathlib.Path(config.logging.out_dir).glob("wandb/*/files")
+    return run_dir
+
+
+def test_an_error_during_training_saves_the_weights_for_resume(tiny_config, monkeypatch):
+    def crash(model):
+        raise RuntimeError("out of memory (simulated)")
+
+    fail_at_call(monkeypatch, 5, crash)  # in the second epoch (3 steps each, validation every 5)
+    config = apply_overrides(tiny_config, ["training.epochs=3", "training.validate_every=5"])
+    with pytest.raises(RuntimeError, match="simulated"):
+        run.train(config)
+    monkeypatch.undo()
+    run_dir = only_run_dir(config)
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    assert state["epoch"] == 1  # the interrupted epoch runs again on resume
+    assert run.main(["--resume", str(run_dir)]) == run_dir
+    assert torch.load(run_dir / "model.pt", weights_only=True)["epoch"] == 3
+
+
+def test_a_non_finite_loss_stops_training_and_never_overwrites_the_checkpoint(tiny_config, monkeypatch):
+    def poison(model):
+        with torch.no_grad():
+            next(model.decoder.parameters()).fill_(float("nan"))
+
+    fail_at_call(monkeypatch, 5, poison)
+    # without alignment nothing else looks at the NaN reconstruction before the loss
+    config = apply_overrides(
+        tiny_config, ["training.epochs=3", "training.validate_every=5", "model.align=none"]
+    )
+    with pytest.raises(FloatingPointError, match=r"the loss is nan at step 5 \(epoch 2, batch 2\)"):
+        run.train(config)
+    state = torch.load(only_run_dir(config) / "model.pt", weights_only=True)
+    assert state["epoch"] == 1  # the checkpoint of epoch 1, not NaN weights
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_minmax_range_is_saved_with_the_model_and_applied_when_embedding(tiny_config, tiny_data, tmp_path):
+    scaled = tmp_path / "scaled"
+    scaled.mkdir()
+    x = torch.load(tiny_data / "X_train.sav").numpy() * 4000 + 300
+    np.save(scaled / "X_train.npy", x)
+    np.save(scaled / "X_test.npy", x[:20])
+    config = apply_overrides(
+        tiny_config, [f"data.data_dir={scaled}", "data.rescale=minmax", "training.epochs=1"]
+    )
+    model = run.load_model(run.train(config))
+    lo, hi = float(x.min()), float(x.max())
+    assert model.config.data.value_range == [pytest.approx(lo), pytest.approx(hi)]
+    new_images = x[20:30] * 0.5  # other data: their own min and max must not be used
+    with torch.no_grad():
+        expected = model.encoder(torch.from_numpy((new_images - lo) / (hi - lo)).float())[0].numpy()
+    got = utils.get_model_embeddings_from_tensors(model, new_images, progress=False)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    _, _, dset_test, loader_test = run.get_datasets_from_config(model.config)
+    assert dset_test.value_range == (pytest.approx(lo), pytest.approx(hi))
+    from_loader = utils.get_model_embeddings_from_loader(model, loader_test, progress=False)
+    np.testing.assert_allclose(from_loader, utils.get_model_embeddings_from_tensors(model, x[:20]), atol=1e-5)
+
+
+def test_a_config_built_in_python_is_validated_when_the_model_is_built(tiny_config):
+    tiny_config.model.zdim = "8"
+    with pytest.raises(ConfigError, match="model.zdim must be of type int, got '8'"):
+        run.build_model_from_config(tiny_config)
+    tiny_config.model.zdim = 8
+    tiny_config.model.kernel_size = 4
+    with pytest.raises(ConfigError, match="model.kernel_size must be odd"):
+        run.build_model_from_config(tiny_config)
+
+
+def test_encoder_input_is_checked_without_assert(tiny_config):
+    model = run.build_model_from_config(tiny_config).eval()
+    with pytest.raises(ValueError, match=r"expects images of shape \(b, 1, 16, 16\), got \(2, 3, 16, 16\)"):
+        model.embed(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(TypeError, match="expects a float tensor"):
+        model.embed(torch.zeros(2, 1, 16, 16, dtype=torch.int64))
+    with pytest.raises(ValueError, match="a batch of 1 image.*in training mode"):
+        model.train()(torch.zeros(1, 1, 16, 16))
+    result = subprocess.run(  # the same check under python -O, which strips asserts
+        [
+            sys.executable,
+            "-O",
+            "-c",
+            "import run, torch; from configs.schema import load_config;"
+            "m = run.build_model_from_config(load_config('configs.config_tiny')).eval();"
+            "m.embed(torch.zeros(2, 3, 16, 16))",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert "ValueError: the encoder expects images of shape (b, 1, 16, 16)" in result.stderr
