@@ -32,13 +32,8 @@ from scipy import ndimage as ndi
 from skimage import feature, filters, io, measure, morphology, segmentation, transform
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data.io import (  # noqa: E402
-    add_output_arguments,
-    image_size,
-    prepare_output_dir,
-    save_sample_grid,
-    save_split,
-)
+from data.cli import add_output_arguments, image_size  # noqa: E402
+from data.io import prepare_output_dir, save_sample_grid, save_split  # noqa: E402
 
 DIAMETER_FRACTION = 0.5  # median nucleus diameter as a fraction of the crop size
 MIN_AREA = 80  # pixels in the source image; smaller objects are debris or fragments

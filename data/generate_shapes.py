@@ -19,13 +19,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data.io import (  # noqa: E402
-    add_output_arguments,
-    image_size,
-    prepare_output_dir,
-    save_sample_grid,
-    save_split,
-)
+from data.cli import add_output_arguments, image_size  # noqa: E402
+from data.io import prepare_output_dir, save_sample_grid, save_split  # noqa: E402
 
 CLASSES = ("round", "elongated", "triangular", "spiky", "kidney", "two-lobed")
 SUPERSAMPLE = 3

@@ -2,13 +2,10 @@
 
 import os
 import pathlib
-import tempfile
+import secrets
 
 import numpy as np
 import torch
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def prepare_output_dir(out_dir, overwrite=False):
@@ -27,16 +24,19 @@ def prepare_output_dir(out_dir, overwrite=False):
 
 
 def atomic_write(path, write):
-    """Call ``write(tmp_path)`` and move the result onto ``path`` in one rename."""
+    """Call ``write(tmp_path)`` and move the result onto ``path`` in one rename.
+
+    The temporary file sits in the same folder (so the rename is atomic) and is created with
+    the permissions of a new file (``0o666`` less the process umask), like ``open(path, "w")``.
+    """
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600 files
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -91,20 +91,3 @@ def save_sample_grid(path, x, labels=None, ncols=12, title=None):
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
     plt.close(fig)
-
-
-def image_size(text):
-    """argparse type: an even image size of at least 16 pixels."""
-    import argparse
-
-    size = int(text)
-    if size % 2 or size < 16:
-        raise argparse.ArgumentTypeError(f"must be even and at least 16, got {size}")
-    return size
-
-
-def add_output_arguments(parser, default_out):
-    """The options every generator shares: --seed, --out and --overwrite."""
-    parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
-    parser.add_argument("--out", default=str(default_out), help=f"output directory (default {default_out})")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")

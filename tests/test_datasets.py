@@ -1,4 +1,7 @@
+import os
+import pathlib
 import pickle
+import stat
 import types
 
 import numpy as np
@@ -327,3 +330,23 @@ def test_only_a_last_training_batch_of_one_image_is_dropped(tmp_path, n, batches
     _, loader, _, loader_test = get_datasets_from_config(data_config(tmp_path, batch_size=16))
     assert [len(b[0]) for b in loader] == batches
     assert [len(b[0]) for b in loader_test] == [16, 1]  # evaluation keeps every image
+
+
+def test_atomic_write_creates_normal_files_and_keeps_the_old_one_on_failure(tmp_path):
+    from data.io import atomic_write
+
+    target = tmp_path / "model.pt"
+    old_umask = os.umask(0o027)
+    try:
+        atomic_write(target, lambda p: pathlib.Path(p).write_bytes(b"first"))
+    finally:
+        os.umask(old_umask)
+    assert target.read_bytes() == b"first" and stat.S_IMODE(target.stat().st_mode) == 0o640
+
+    def fail(p):
+        pathlib.Path(p).write_bytes(b"half")
+        raise OSError("disk full (simulated)")
+
+    with pytest.raises(OSError, match="simulated"):
+        atomic_write(target, fail)
+    assert target.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
