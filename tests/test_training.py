@@ -146,17 +146,21 @@ def test_trained_o2_model_is_invariant_to_grid_symmetries(tiny_config, tiny_data
 
 @pytest.mark.slow
 def test_readme_main_command_trains_the_default_config(tmp_path):
-    """The default O2-MNIST config end to end (small): trains, saves, prints the quality line."""
+    """The default O2-MNIST config end to end, on 6,000 digits for 4 epochs: trains, saves, prints kNN.
+
+    Measured with these settings (2-core CPU, 25-130 s), training seeds 0-3: kNN 0.793, 0.760,
+    0.776, 0.787 (mean 0.779). The floor leaves 0.04 below the lowest seed; the full default run
+    (20k images, 6 epochs) reaches 0.90 (BENCHMARKS.md).
+    """
     data = tmp_path / "o2_mnist"
-    generate_o2mnist.main(["--n", "1500", "--n-test", "500", "--out", str(data)])
+    generate_o2mnist.main(["--n", "6000", "--n-test", "1000", "--out", str(data)])
     result = subprocess.run(
         [
             sys.executable,
             "run.py",
             "configs.config_o2mnist",
             f"data.data_dir={data}",
-            "training.epochs=3",
-            "data.batch_size=64",
+            "training.epochs=4",
             f"logging.out_dir={tmp_path}",
             "logging.wandb_mode=offline",
         ],
@@ -168,7 +172,7 @@ def test_readme_main_command_trains_the_default_config(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "model saved to" in result.stdout
     accuracy = float(result.stdout.split("kNN (k=5) accuracy of test embeddings = ")[1].split()[0])
-    assert accuracy > 0.3  # 3 short epochs on 1500 digits: far above chance (0.1)
+    assert accuracy > 0.72
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_config, monkeypatch):
@@ -361,3 +365,28 @@ def test_encoder_input_is_checked_without_assert(tiny_config):
         text=True,
     )
     assert "ValueError: the encoder expects images of shape (b, 1, 16, 16)" in result.stderr
+
+
+def test_checkpoint_config_missing_a_key_fails_and_known_additions_warn(tiny_config):
+    from models.build import CheckpointError
+
+    run_dir = run.train(apply_overrides(tiny_config, ["training.epochs=1"]))
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    del state["config"]["model"]["hidden"]
+    torch.save(state, run_dir / "model.pt")
+    with pytest.raises(CheckpointError, match=r"model.pt: its config lacks the key\(s\) \['model.hidden'\]"):
+        run.load_model(run_dir)
+    state = torch.load(run_dir / "model_best.pt", weights_only=True)
+    del state["config"]["data"]["value_range"]  # added after format-2 checkpoints were first written
+    torch.save(state, run_dir / "old.pt")
+    with pytest.warns(UserWarning, match="saved before config key data.value_range existed; using None"):
+        assert run.load_model(run_dir / "old.pt").config.data.value_range is None
+
+
+def test_checkpoint_from_other_library_versions_warns_naming_them(tiny_config):
+    run_dir = run.train(apply_overrides(tiny_config, ["training.epochs=1"]))
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    state["versions"]["torch"] = "1.13.1"
+    torch.save(state, run_dir / "model.pt")
+    with pytest.warns(UserWarning, match=r"saved with other library versions \(torch 1.13.1 -> 2.13.0"):
+        run.load_model(run_dir)
