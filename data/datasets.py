@@ -41,6 +41,7 @@ _NUMPY_SAFE_GLOBALS = [np.ndarray, np.dtype, np._core.multiarray._reconstruct] +
 ]
 _TORCH_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _CHUNK = 4096  # images per chunk when scanning arrays that may be memory-mapped
+MAX_CHANNELS = 32  # more channels than this, and than images, is taken for a (c, n, h, w) array
 
 
 class DatasetError(ValueError):
@@ -209,6 +210,11 @@ def validate_images(x, path):
     n, c, h, w = x.shape
     if n == 0 or c == 0 or h == 0:
         raise DatasetError(f"{path}: empty image array of shape {x.shape}")
+    if c > MAX_CHANNELS and c > n:
+        raise DatasetError(
+            f"{path}: shape {x.shape} reads as {n} images of {c} channels; if it is (c, n, h, w), "
+            "images must be (n, c, h, w): use np.moveaxis(x, 0, 1)"
+        )
     if h != w:
         if c == h and w in (1, 3, 4):
             raise DatasetError(
@@ -389,7 +395,7 @@ def get_datasets_from_config(config, generator=None):
         The test loader keeps every image (evaluation runs in eval mode).
     """
     cfg = config.data
-    arrays = load_dataset(cfg.data_dir, rescale=cfg.rescale, value_range=getattr(cfg, "value_range", None))
+    arrays = load_dataset(cfg.data_dir, rescale=cfg.rescale, value_range=cfg.value_range)
     x, y = arrays["X_train"], arrays["y_train"]
     if cfg.limit_train is not None:
         x, y = x[: cfg.limit_train], None if y is None else y[: cfg.limit_train]

@@ -233,6 +233,12 @@ def test_tiff_with_channels_before_images_is_reordered(tmp_path):
     np.testing.assert_array_equal(load_array(tmp_path / "X_train.tif"), x)
 
 
+def test_channels_first_stacks_are_not_read_as_few_images_of_many_channels(tmp_path):
+    np.save(tmp_path / "X_train.npy", np.zeros((2, 40, 8, 8), np.float32))  # 40 images of 2 channels
+    with pytest.raises(DatasetError, match=r"reads as 2 images of 40 channels; if it is \(c, n, h, w\)"):
+        load_dataset(tmp_path)
+
+
 def test_channel_last_arrays_get_a_hint(tmp_path):
     np.save(tmp_path / "X_train.npy", np.moveaxis(make_images(n=4, c=3), 1, -1))
     with pytest.raises(DatasetError, match=r"X_train.npy: shape \(4, 8, 8, 3\) looks like channel-last"):
