@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from e2cnn import gspaces
 
-from configs.schema import Config
+from configs.schema import Config, apply_overrides, load_config
 from data import generate_shapes
 from models.build import build_model_from_config, load_model, save_checkpoint
 from models.decoders.cnn_decoder import CNNDecoder
@@ -156,6 +157,156 @@ def test_vae_loss_and_gradients_reach_every_parameter(encoder, pooling, align):
     for name, p in trainable:
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert any(p.grad.abs().sum() > 0 for p in model.decoder.parameters())
+    # every parameter learns: an encoder cut off from the loss (all-zero gradients) must fail here
+    no_gradient = [name for name, p in trainable if not p.grad.abs().sum() > 0]
+    assert not no_gradient, no_gradient
+    assert any(name.startswith("encoder.") for name, _ in trainable)
+
+
+class FixedPosterior(torch.nn.Module):
+    """A stub encoder: the same known ``(mu, logvar)`` whatever the images."""
+
+    def __init__(self, mu, logvar):
+        super().__init__()
+        self.mu, self.logvar = torch.nn.Parameter(mu.clone()), torch.nn.Parameter(logvar.clone())
+
+    def forward(self, x):
+        return self.mu, self.logvar
+
+
+MU = np.array([[0.5, -1.0, 0.0, 2.0], [-0.3, 0.7, 1.5, -2.0], [0.0, 0.0, 0.0, 0.0]])
+LOGVAR = np.array([[0.0, -1.0, 0.5, -2.0], [1.0, 0.2, -0.7, 0.0], [0.0, 0.0, 0.0, 0.0]])
+
+
+def numpy_disk(size):
+    """The inscribed disk: pixels whose centre is at most size / 2 from the image centre."""
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    return (np.hypot(yy, xx) <= size / 2).astype(np.float64)
+
+
+@pytest.mark.parametrize("loss, mask", [("bce", "disk"), ("mse", "disk"), ("bce", None), ("mse", None)])
+def test_vae_loss_terms_match_their_closed_forms(loss, mask):
+    """Unaligned loss with a stub encoder: KL and masked reconstruction computed independently."""
+    config = Config()
+    m = config.model
+    m.align, m.loss, m.loss_mask, m.beta, m.image_size, m.zdim = "none", loss, mask, 0.37, 16, 4
+    m.encoder_channels, m.encoder_downsample, m.kernel_size, m.hidden = [2, 3], [True, True], 3, 16
+    m.decoder_width = 16
+    torch.manual_seed(0)
+    model = build_model_from_config(config.validate())
+    model.encoder = FixedPosterior(
+        torch.tensor(MU, dtype=torch.float32), torch.tensor(LOGVAR, dtype=torch.float32)
+    )
+    model.eval()  # z = mu: the reconstruction term is deterministic
+    x = objects(n=3)
+    out = model(x)
+
+    # KL(N(mu, exp(logvar)) || N(0, 1)), summed over the latent, averaged over the batch
+    kl = np.mean(np.sum(0.5 * (np.exp(LOGVAR) + MU**2 - 1 - LOGVAR), axis=1))
+    assert kl > 1  # the last row (the prior itself) contributes 0; the others do not
+    np.testing.assert_allclose(out["kl"].item(), kl, rtol=1e-6)
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(torch.tensor(MU), torch.tensor(np.exp(0.5 * LOGVAR))),
+        torch.distributions.Normal(0.0, 1.0),
+    )
+    np.testing.assert_allclose(out["kl"].item(), reference.sum(1).mean().item(), rtol=1e-6)
+
+    with torch.no_grad():
+        decoded = model.decoder(torch.tensor(MU, dtype=torch.float32)).double()
+    torch.testing.assert_close(out["out"].double(), decoded)  # align='none': the decoder output itself
+    target = x.double()
+    if loss == "bce":
+        per_pixel = F.binary_cross_entropy(torch.sigmoid(decoded), target, reduction="none")
+    else:
+        per_pixel = (decoded - target) ** 2
+    weights = torch.from_numpy(numpy_disk(16) if mask == "disk" else np.ones((16, 16)))
+    recon = (per_pixel * weights).sum((1, 2, 3)).mean().item()
+    if mask == "disk":  # the corners count for something, so leaving them in would be seen
+        assert (per_pixel * (1 - weights)).sum((1, 2, 3)).mean().item() > 1e-3 * recon
+    np.testing.assert_allclose(out["recon"].item(), recon, rtol=1e-5)
+    np.testing.assert_allclose(out["loss"].item(), recon + 0.37 * kl, rtol=1e-5)
+
+    # gradient of the KL term with respect to the posterior: mu and (exp(logvar) - 1) / 2 per image
+    model.zero_grad()
+    (out["loss"] - out["recon"]).backward()
+    np.testing.assert_allclose(model.encoder.mu.grad.numpy(), 0.37 * MU / 3, rtol=1e-5, atol=1e-7)
+    expected = 0.37 * 0.5 * (np.exp(LOGVAR) - 1) / 3
+    np.testing.assert_allclose(model.encoder.logvar.grad.numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_training_mode_samples_z_from_the_posterior():
+    """In training mode z = mu + exp(logvar / 2) * noise: check mean and spread of many samples."""
+    model, _ = tiny_vae(align="none")
+    n = 20000
+    mu = torch.tensor([[1.5, -2.0, 0.0, 0.3]]).repeat(n, 1)
+    logvar = torch.tensor([[0.0, -2.0, 1.0, -4.0]]).repeat(n, 1)
+    model.encoder = FixedPosterior(mu, logvar)
+    seen = {}
+
+    class RecordingDecoder(torch.nn.Module):
+        def forward(self, z):
+            seen["z"] = z.detach()
+            return torch.zeros(len(z), 1, 16, 16)
+
+    model.decoder = RecordingDecoder()
+    torch.manual_seed(0)
+    model.train()(torch.zeros(n, 1, 16, 16))
+    z = seen["z"]
+    std = torch.exp(0.5 * logvar[0])
+    # standard errors: std / sqrt(n) for the mean, std / sqrt(2n) for the spread; 5 of them allowed
+    torch.testing.assert_close(z.mean(0), mu[0], atol=5 * std.max().item() / n**0.5, rtol=0)
+    torch.testing.assert_close(z.std(0), std, rtol=5 / (2 * n) ** 0.5, atol=0)
+    model.eval()(torch.zeros(n, 1, 16, 16))
+    assert torch.equal(seen["z"], mu)  # eval mode: the posterior mean
+
+
+def test_embeddings_from_utils_are_the_encoders_posterior_mean():
+    import utils
+
+    config = load_config("configs.config_tiny")
+    assert config.data.rescale is None  # identity input range: utils must feed the images unchanged
+    torch.manual_seed(0)
+    model = build_model_from_config(config)
+    with torch.no_grad():  # batch-norm running statistics away from their initial (0, 1)
+        for _ in range(5):
+            model.encoder(objects(n=8, seed=3) * 0.5 + 0.4)
+    x = objects(n=11, seed=2)
+    labels = torch.arange(11) % 3
+    model.train()
+    got = utils.get_model_embeddings_from_tensors(model, x, batch_size=4, progress=False)
+    from_numpy = utils.get_model_embeddings_from_tensors(model, x.numpy(), batch_size=5, progress=False)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, labels), batch_size=3)
+    from_loader, got_labels = utils.get_model_embeddings_from_loader(
+        model, loader, return_labels=True, progress=False
+    )
+    assert model.training  # the caller's mode is restored
+    with torch.no_grad():
+        expected = model.eval().encoder(x)[0]
+        in_training_mode = model.train().encoder(x)[0]  # (updates the running statistics: last)
+    assert got.shape == (11, config.model.zdim)
+    for emb in (got, from_numpy, from_loader):
+        torch.testing.assert_close(torch.from_numpy(emb), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got_labels, labels.numpy())
+    # what the comparison can see: batch statistics instead of running ones change the embedding
+    assert (in_training_mode - expected).abs().max() > 1e-2
+
+
+def test_embeddings_from_utils_map_the_minmax_range_first():
+    import utils
+
+    config = apply_overrides(
+        load_config("configs.config_tiny"), ["data.rescale=minmax", "data.value_range=[-2.0, 6.0]"]
+    )
+    torch.manual_seed(0)
+    model = build_model_from_config(config).eval()
+    x = objects(n=5, seed=2)
+    stored = x * 8.0 - 2.0  # the data as stored, in the model's training range [-2, 6]
+    got = utils.get_model_embeddings_from_tensors(model, stored, batch_size=2, progress=False)
+    with torch.no_grad():
+        expected = model.encoder(x)[0]
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        assert (model.encoder(stored)[0] - expected).abs().max() > 1e-2
 
 
 def test_embed_decode_reconstruct_shapes():
@@ -212,7 +363,7 @@ def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path, pooling):
     model, config = tiny_vae(pooling=pooling)
     model.eval()
     optimizer = torch.optim.Adam(model.parameters())
-    save_checkpoint(tmp_path / "model.pt", model, optimizer, None, 3, config, 1.0, {})
+    save_checkpoint(tmp_path / "model.pt", model, optimizer, 3, config, 1.0, {})
     loaded = load_model(tmp_path)
     x = objects()
     with torch.no_grad():
@@ -222,9 +373,7 @@ def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path, pooling):
 
 def test_checkpoint_saved_before_encoder_pooling_existed_loads_as_after(tmp_path):
     model, config = tiny_vae()
-    save_checkpoint(
-        tmp_path / "model.pt", model, torch.optim.Adam(model.parameters()), None, 1, config, 1.0, {}
-    )
+    save_checkpoint(tmp_path / "model.pt", model, torch.optim.Adam(model.parameters()), 1, config, 1.0, {})
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     del state["config"]["model"]["encoder_pooling"]
     torch.save(state, tmp_path / "model.pt")
@@ -238,9 +387,7 @@ def test_checkpoint_saved_before_encoder_pooling_existed_loads_as_after(tmp_path
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     model, config = tiny_vae()
     other, _ = tiny_vae(encoder="vanilla")
-    save_checkpoint(
-        tmp_path / "model.pt", other, torch.optim.Adam(other.parameters()), None, 1, config, 1.0, {}
-    )
+    save_checkpoint(tmp_path / "model.pt", other, torch.optim.Adam(other.parameters()), 1, config, 1.0, {})
     from models.build import CheckpointError
 
     with pytest.raises(CheckpointError, match="model.pt: weights do not fit the model its config describes"):
@@ -258,5 +405,5 @@ def test_load_model_refuses_missing_and_foreign_files(tmp_path):
 
 
 def test_vae_rejects_alignment_without_the_disk_mask():
-    with pytest.raises(ValueError, match="needs mask='disk'"):
-        VAE(torch.nn.Identity(), torch.nn.Identity(), 16, align="fourier", mask=None)
+    with pytest.raises(ValueError, match="needs loss_mask='disk'"):
+        VAE(torch.nn.Identity(), torch.nn.Identity(), 16, align="fourier", loss_mask=None)
