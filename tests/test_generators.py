@@ -104,6 +104,10 @@ def test_shapes_render_is_rotate_flip_of_the_upright_object(cls):
     assert relative_error(other[None, None], upright)[0] > 0.2
 
 
+# crops per source, as data/README.md's table lists them
+NUCLEI_CROPS = {"stardist/img2d": 110, "napari/nuclei": 11, "napari/2D_timelapse": 120, "mahotas/nuclear": 44}
+
+
 def test_nuclei_crops(tmp_path):
     generate_nuclei.main(["--out", str(tmp_path), "--size", "64"])
     data = load_dataset(tmp_path)
@@ -125,3 +129,18 @@ def test_nuclei_crops(tmp_path):
     assert len(meta["object_id"]) == n_train and (meta["object_id"] > 0).all()
     keys = set(zip(meta["source"], meta["index"], meta["object_id"], strict=True))
     assert len(keys) == n_train  # each crop is a distinct object
+
+    # the exact counts of data/README.md: 285 crops, 20 % (57) in the test split
+    assert (n_train, n_test) == (228, 57)
+    test_meta = np.load(tmp_path / "meta_test.npz")
+    sources, counts = np.unique(np.concatenate([meta["source"], test_meta["source"]]), return_counts=True)
+    assert dict(zip(sources.tolist(), counts.tolist(), strict=True)) == NUCLEI_CROPS
+    # the split is a permutation of all crops; the timelapse is read every 3rd frame
+    crop_index = np.concatenate([meta["crop_index"], test_meta["crop_index"]])
+    np.testing.assert_array_equal(np.sort(crop_index), np.arange(285))
+    assert (meta["index"][meta["source"] == "napari/2D_timelapse"] % 3 == 0).all()
+    # deterministic: a second run writes the same crops in the same order
+    generate_nuclei.main(["--out", str(tmp_path / "again"), "--size", "64"])
+    again = load_dataset(tmp_path / "again")
+    np.testing.assert_array_equal(np.asarray(again["X_train"]), x)
+    np.testing.assert_array_equal(np.asarray(again["X_test"]), np.asarray(data["X_test"]))
