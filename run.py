@@ -80,9 +80,10 @@ def set_rng_state(state, loader_generator):
 def check_data_fits_model(config, dset):
     """Raise ConfigError naming the key when the images do not match ``config.model``."""
     _, c, h, _ = dset.x.shape
-    if h != config.model.image_size:
+    if h != config.model.image_size and not config.data.resize:
         raise ConfigError(
-            f"model.image_size is {config.model.image_size} but {config.data.data_dir} has {h}x{h} images"
+            f"model.image_size is {config.model.image_size} but {config.data.data_dir} has {h}x{h} images "
+            "(set data.resize=True to resize them on load)"
         )
     if c != config.model.in_channels:
         raise ConfigError(

@@ -10,9 +10,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from data.datasets import to_model_input
+
 
 def _model_device(model):
     return next(model.parameters()).device
+
+
+def model_input_size(model):
+    """The size images are resized to before encoding (``data.resize``), or None."""
+    config = getattr(model, "config", None)
+    return config.model.image_size if config is not None and config.data.resize else None
 
 
 def model_value_range(model):
@@ -104,6 +112,7 @@ def get_model_embeddings_from_tensors(model, x, batch_size=256, device=None, pro
     rescale : bool
         Map the model's training value range to [0, 1] first (see :func:`model_value_range`;
         the identity for models trained on data in [0, 1]). False when ``x`` is in [0, 1] already.
+        Models trained with ``data.resize`` resize the images either way.
 
     Returns
     -------
@@ -118,7 +127,8 @@ def get_model_embeddings_from_tensors(model, x, batch_size=256, device=None, pro
         x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"images must have shape (n, c, h, w), got {tuple(x.shape)}")
-    lo, hi = model_value_range(model) if rescale else (0.0, 1.0)
+    value_range = model_value_range(model) if rescale else (0.0, 1.0)
+    size = model_input_size(model)
 
     def batches():
         for start in range(0, len(x), batch_size):
@@ -126,7 +136,7 @@ def get_model_embeddings_from_tensors(model, x, batch_size=256, device=None, pro
             if not torch.isfinite(batch).all():
                 bad = start + int((~torch.isfinite(batch)).flatten(1).any(1).nonzero()[0, 0])
                 raise ValueError(f"image {bad} contains NaN or Inf")
-            yield ((batch - lo) / (hi - lo),)
+            yield (to_model_input(batch, value_range, size),)
 
     total = -(-len(x) // batch_size)
     return _embed_batches(model, batches(), total, device, progress)[0]

@@ -27,13 +27,14 @@ class DataConfig:
     rescale: str | None = None  # None: data must lie in [0, 1]; "minmax": map the training min/max to [0, 1]
     value_range: list[float] | None = None  # [lo, hi] mapped to [0, 1]; training fills it in for "minmax"
     limit_train: int | None = None  # use only the first N training images (quick runs)
+    resize: bool = False  # resize images on load to model.image_size (bilinear, anti-aliased)
 
     def validate(self):
         _check_choice("data.rescale", self.rescale, (None, "minmax"))
         _check_positive("data.batch_size", self.batch_size)
         if self.batch_size == 1:
             raise ConfigError(
-                f"data.batch_size must be at least 2 (batch normalisation needs 2 images), got {self.batch_size}"
+                "data.batch_size must be at least 2 (batch normalisation needs 2 images), got 1"
             )
         if self.value_range is not None:
             if self.rescale != "minmax":

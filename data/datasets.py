@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 import tifffile
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from registration.transform import rotate_flip
@@ -323,6 +324,21 @@ def validate_labels(y, n_images, path):
     return y.astype(np.int64)
 
 
+def to_model_input(x, value_range=(0.0, 1.0), size=None):
+    """Images ``(b, c, h, w)`` as a model sees them: ``value_range`` mapped to [0, 1], resized to ``size``.
+
+    The one place where stored images become model input (datasets and ``utils`` both use it).
+    Resizing is bilinear with anti-aliasing when shrinking (``torch.nn.functional.interpolate``),
+    so values stay in [0, 1].
+    """
+    lo, hi = value_range
+    if (lo, hi) != (0.0, 1.0):
+        x = (x - lo) / (hi - lo)
+    if size is not None and x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
 class ImageDataset(Dataset):
     """Images (and labels), with optional random rotation and flip on the fly.
 
@@ -338,6 +354,8 @@ class ImageDataset(Dataset):
         Mirror each item with probability 0.5.
     value_range : tuple of float
         ``(lo, hi)`` mapped linearly to [0, 1].
+    size : int, optional
+        Resize each image to ``size x size`` (see :func:`to_model_input`).
 
     Notes
     -----
@@ -348,19 +366,18 @@ class ImageDataset(Dataset):
     outside the inscribed disk of a rotated image is cut off and filled with zeros.
     """
 
-    def __init__(self, x, y=None, rotate=False, flip=False, value_range=(0.0, 1.0)):
+    def __init__(self, x, y=None, rotate=False, flip=False, value_range=(0.0, 1.0), size=None):
         self.x, self.y = x, y
         self.rotate, self.flip = rotate, flip
-        self.value_range = value_range
-        self.lo, self.scale = value_range[0], value_range[1] - value_range[0]
+        self.value_range, self.size = value_range, size
 
     def __len__(self):
         return len(self.x)
 
     def __getitem__(self, i):
-        img = torch.from_numpy(np.array(self.x[i], dtype=np.float32))
-        if self.lo != 0.0 or self.scale != 1.0:
-            img = (img - self.lo) / self.scale
+        img = to_model_input(
+            torch.from_numpy(np.array(self.x[i], dtype=np.float32))[None], self.value_range, self.size
+        )[0]
         if self.rotate or self.flip:
             angle = float(torch.rand(()) * 360.0) if self.rotate else 0.0
             flip = bool(torch.rand(()) < 0.5) if self.flip else False
@@ -381,7 +398,8 @@ def get_datasets_from_config(config, generator=None):
     config : object
         With a ``data`` section holding ``data_dir``, ``batch_size``, ``num_workers``,
         ``rotation_augmentation``, ``flip_augmentation``, ``rescale``, ``value_range`` (the
-        training set's range is used when it is None) and ``limit_train``.
+        training set's range is used when it is None), ``resize`` (to ``config.model.image_size``)
+        and ``limit_train``.
     generator : torch.Generator, optional
         Drives the shuffling of the training loader (save its state to resume exactly).
 
@@ -399,12 +417,14 @@ def get_datasets_from_config(config, generator=None):
     x, y = arrays["X_train"], arrays["y_train"]
     if cfg.limit_train is not None:
         x, y = x[: cfg.limit_train], None if y is None else y[: cfg.limit_train]
+    size = config.model.image_size if cfg.resize else None
     dset = ImageDataset(
         x,
         y,
         rotate=cfg.rotation_augmentation,
         flip=cfg.flip_augmentation,
         value_range=arrays["value_range"],
+        size=size,
     )
     # a last batch of one image cannot be batch-normalised: drop it (a different image each epoch)
     loader = DataLoader(
@@ -417,6 +437,6 @@ def get_datasets_from_config(config, generator=None):
     )
     if arrays["X_test"] is None:
         return dset, loader, None, None
-    dset_test = ImageDataset(arrays["X_test"], arrays["y_test"], value_range=arrays["value_range"])
+    dset_test = ImageDataset(arrays["X_test"], arrays["y_test"], value_range=arrays["value_range"], size=size)
     loader_test = DataLoader(dset_test, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
     return dset, loader, dset_test, loader_test

@@ -17,7 +17,7 @@ from models.vae import VAE
 CHECKPOINT_FORMAT = 2  # 2: encoders end with a whole-map layer
 # Config keys added after checkpoints of this format were first written, with the value that
 # reproduces the behaviour of the code before the key existed (not today's default).
-KEYS_ADDED_LATER = {"model.encoder_pooling": "after", "data.value_range": None}
+KEYS_ADDED_LATER = {"model.encoder_pooling": "after", "data.value_range": None, "data.resize": False}
 
 
 class CheckpointError(ValueError):

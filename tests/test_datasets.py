@@ -356,3 +356,32 @@ def test_atomic_write_creates_normal_files_and_keeps_the_old_one_on_failure(tmp_
     with pytest.raises(OSError, match="simulated"):
         atomic_write(target, fail)
     assert target.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_resizing_on_load_is_anti_aliased_and_keeps_the_range():
+    from data.datasets import to_model_input
+
+    checker = (np.indices((32, 32)).sum(0) % 2).astype(np.float32)[None, None]  # the Nyquist frequency
+    small = to_model_input(torch.from_numpy(checker), size=16)
+    assert small.shape == (1, 1, 16, 16)
+    # averaged away, not aliased to 0 or 1 (the corners' filters are cut by the border)
+    np.testing.assert_allclose(small[..., 1:-1, :].numpy(), 0.5, atol=1e-6)
+    np.testing.assert_allclose(small.numpy(), 0.5, atol=0.011)
+    yy, xx = np.mgrid[:32, :32] / 31.0
+    smooth = torch.from_numpy((0.5 + 0.4 * np.sin(2 * yy + xx)).astype(np.float32))[None, None]
+    from skimage.transform import resize
+
+    reference = resize(smooth[0, 0].numpy(), (16, 16), anti_aliasing=True)
+    np.testing.assert_allclose(to_model_input(smooth, size=16)[0, 0].numpy(), reference, atol=0.01)
+    scaled = to_model_input(smooth * 200 + 100, value_range=(100.0, 300.0), size=16)
+    np.testing.assert_allclose(scaled.numpy(), to_model_input(smooth, size=16).numpy(), atol=1e-5)
+
+
+def test_config_resize_serves_images_at_the_model_size(tmp_path):
+    np.save(tmp_path / "X_train.npy", make_images(n=6, c=2, size=32))
+    config = types.SimpleNamespace(
+        data=DataConfig(data_dir=str(tmp_path), batch_size=3, resize=True),
+        model=types.SimpleNamespace(image_size=16),
+    )
+    dset, loader, _, _ = get_datasets_from_config(config)
+    assert dset[0][0].shape == (2, 16, 16) and next(iter(loader))[0].shape == (3, 2, 16, 16)

@@ -390,3 +390,25 @@ def test_checkpoint_from_other_library_versions_warns_naming_them(tiny_config):
     torch.save(state, run_dir / "model.pt")
     with pytest.warns(UserWarning, match=r"saved with other library versions \(torch 1.13.1 -> 2.13.0"):
         run.load_model(run_dir)
+
+
+def test_multichannel_images_resized_on_load_train_and_embed(tiny_config, tiny_data, tmp_path):
+    two = tmp_path / "two_channels"
+    two.mkdir()
+    for split in ("train", "test"):
+        x = torch.load(tiny_data / f"X_{split}.sav").numpy()
+        x32 = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)  # 32 px, resized back to 16 on load
+        np.save(two / f"X_{split}.npy", np.concatenate([x32, 0.5 * x32], axis=1))
+        np.save(two / f"y_{split}.npy", torch.load(tiny_data / f"y_{split}.sav").numpy())
+    config = apply_overrides(
+        tiny_config,
+        [f"data.data_dir={two}", "data.resize=True", "model.in_channels=2", "training.epochs=1"],
+    )
+    model = run.load_model(run.train(config))
+    raw = np.load(two / "X_test.npy")[:10]
+    with torch.no_grad():
+        resized = torch.nn.functional.interpolate(
+            torch.from_numpy(raw), size=(16, 16), mode="bilinear", antialias=True
+        )
+        expected = model.encoder(resized)[0].numpy()
+    np.testing.assert_allclose(utils.get_model_embeddings_from_tensors(model, raw), expected, atol=1e-5)
