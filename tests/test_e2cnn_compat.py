@@ -1,6 +1,7 @@
 """Each e2cnn fix is still needed (e2cnn fails without it) and works (e2cnn runs with all of them)."""
 
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -63,19 +64,66 @@ def test_all_fixes_make_e2cnn_work():
     assert result.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize(
-    "fix, symptom",
-    [
-        ("array_copy", "copy"),
-        ("tostring", "tostring"),
-        ("np_float", "np.float"),
-        ("uint8_mask", "uint8"),
-        ("load_state_dict", "single memory location"),
-    ],
-)
-def test_each_fix_is_still_needed(fix, symptom):
+# What e2cnn 0.2.3 raises without each fix (numpy 2.4.6, torch 2.13.0), as captured by running
+# SCRIPT with the fix skipped: a word of the old check, the file the traceback names last (the
+# patched e2cnn module, or the numpy or torch code it calls), and the failing line with the message
+# (Python 3.11 prints a line of carets between them).
+CARETS = r"[^\n]*\n(?:[ ~^]*\n)?"
+SYMPTOMS = {
+    "array_copy": (
+        "copy",
+        "e2cnn/kernels/utils.py",
+        r"gamma = np\.array\(gamma, copy=False\)" + CARETS + r"ValueError: Unable to avoid copy while "
+        r"creating an array as requested\.\nIf using `np\.array\(obj, copy=False\)` replace it with "
+        r"`np\.asarray\(obj\)`",
+    ),
+    "tostring": (
+        "tostring",
+        "e2cnn/kernels/irreps_basis.py",
+        r"hash\(self\.mu\.tostring\(\)\)" + CARETS + r"AttributeError: 'numpy\.ndarray' object has no "
+        r"attribute 'tostring'",
+    ),
+    "np_float": (
+        "np.float",
+        "numpy/__init__.py",
+        r"o2group\.py\", line \d+, in _induced_from_irrep\n.*dtype=np\.float\)" + CARETS + r"(?:.*\n)*"
+        r"AttributeError: module 'numpy' has no attribute 'float'\.\n`np\.float` was a deprecated alias "
+        r"for the builtin `float`",
+    ),
+    "uint8_mask": (
+        "uint8",
+        "e2cnn/nn/modules/r2_conv/basisexpansion_singleblock.py",
+        r"full_mask\[mask\] = norms\.to\(torch\.uint8\)" + CARETS + r"UserWarning: indexing with dtype "
+        r"torch\.uint8 is now deprecated, please use a dtype torch\.bool instead",
+    ),
+    "load_state_dict": (
+        "single memory location",
+        "torch/nn/modules/module.py",
+        r"RuntimeError: Error\(s\) in loading state_dict for SequentialModule:\n\tWhile copying the "
+        r"parameter named \"0\._basisexpansion\.in_indices_[^\n]*an exception occurred : \('unsupported "
+        r"operation: more than one element of the written-to tensor refers to a single memory location\. "
+        r"Please clone\(\) the tensor before performing the operation\.',\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("fix", list(SYMPTOMS))
+def test_each_fix_is_still_needed(fix):
     result = run(fix)
     assert result.returncode != 0, (
         f"e2cnn works without the {fix!r} fix: remove it from models/_e2cnn_compat.py"
     )
+    symptom, last_file, message = SYMPTOMS[fix]
     assert symptom in result.stderr
+    # the failure is the one this fix is for: where it is raised, with that breakage's own message
+    # (not merely a word that any traceback of this script could contain), and nothing ran past it
+    frames = re.findall(r'File "([^"]+)", line \d+', result.stderr)
+    assert frames and frames[-1].endswith(last_file), result.stderr[-2000:]
+    assert re.search(message, result.stderr), result.stderr[-2000:]
+    assert result.stdout == ""
+
+
+def test_the_symptoms_cover_every_fix():
+    import models._e2cnn_compat as compat
+
+    assert sorted(SYMPTOMS) == sorted(compat.FIXES)
