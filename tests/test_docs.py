@@ -5,6 +5,7 @@ import importlib
 import pathlib
 import re
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -19,6 +20,50 @@ def test_registration_readme_example_runs():
     assert blocks, "registration/README.md has no python example"
     for code in blocks:
         exec(compile(code, "registration/README.md", "exec"), {})
+
+
+README_RUN_DIR = "wandb/offline-run-.../files"  # the placeholder run directory of README.md's examples
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A trained run of configs.config_tiny on a small generated dataset (as tests/test_training.py)."""
+    import run
+    from configs.schema import load_config
+    from data import generate_shapes
+
+    data = tmp_path_factory.mktemp("tiny_shapes")
+    generate_shapes.main(["--n", "96", "--n-test", "32", "--size", "16", "--out", str(data), "--overwrite"])
+    out = tmp_path_factory.mktemp("runs")
+    config = load_config(
+        "configs.config_tiny",
+        [f"data.data_dir={data}", f"logging.out_dir={out}", "logging.wandb_mode=disabled"],
+    )
+    return run.train(config)
+
+
+def test_main_readme_python_blocks_run(tiny_run):
+    import torch
+
+    import run
+
+    blocks = python_blocks(ROOT / "README.md")
+    assert blocks, "README.md has no python example"
+    assert sum(code.count(README_RUN_DIR) for code in blocks) >= 1
+    namespace = {}
+    for code in blocks:
+        code = code.replace(README_RUN_DIR, str(tiny_run))
+        exec(compile(code, "README.md", "exec"), namespace)
+    # the embeddings block: the test images' posterior means, and the test labels
+    model = run.load_model(tiny_run).eval()
+    _, _, dset_test, _ = run.get_datasets_from_config(model.config)
+    images = torch.as_tensor(dset_test.x[:100], dtype=torch.float32)
+    with torch.no_grad():
+        expected = model.encoder(images)[0]
+    assert namespace["emb"].shape == (32, model.config.model.zdim) == expected.shape
+    torch.testing.assert_close(torch.from_numpy(namespace["emb"]), expected, rtol=1e-5, atol=1e-6)
+    assert len(dset_test) == 32
+    np.testing.assert_array_equal(namespace["labels"], np.asarray(dset_test.y))
 
 
 @pytest.mark.parametrize(
