@@ -6,6 +6,10 @@ Speed (each configuration in a fresh process, so peak memory is its own):
 
 Quality (train each preset for the same epochs, then score its test embeddings):
     python benchmarks/bench_training.py quality [--presets default fast paper vanilla] [--set key=value ...]
+        [--device cpu]
+
+``--device`` (both: ``cpu``, ``cuda`` or ``cuda:N``, default ``cpu``) is where the models train and
+embed; for quality it sets ``training.device`` (a ``--set training.device=...`` given too wins).
 
 Speed: images/second of full training steps (forward, aligned loss, backward, Adam) on random
 images, after one warm-up step, and the process's peak resident memory (CPU) or peak CUDA
@@ -132,6 +136,7 @@ def quality(args):
     from analysis.metrics import kmeans_purity, knn_accuracy
     from configs.schema import load_config
 
+    print(f"device: {args.device}, torch threads: {torch.get_num_threads()}\n")
     print(
         "| preset | epochs | train images | train time (min) | kNN acc (k=5) | kNN acc, 6 = 9 "
         "| KMeans purity (k=10) | orientation sensitivity |"
@@ -139,12 +144,17 @@ def quality(args):
     print("|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         with tempfile.TemporaryDirectory() as out:
-            overrides = [f"logging.out_dir={out}", "logging.wandb_mode=disabled", *args.overrides]
+            overrides = [
+                f"logging.out_dir={out}",
+                "logging.wandb_mode=disabled",
+                f"training.device={args.device}",
+                *args.overrides,
+            ]
             config = load_config(PRESETS[preset], overrides)
             start = time.perf_counter()
             run_dir = run.train(config)
             minutes = (time.perf_counter() - start) / 60
-            model = run.load_model(run_dir)
+            model = run.load_model(run_dir, device=run.pick_device(config.training.device))
         dset, _, dset_test, _ = run.get_datasets_from_config(config)
         emb_train, y_train, emb_test, y_test = run.split_embeddings(model, dset, dset_test)
         knn = knn_accuracy(emb_train, y_train, emb_test, y_test, k=5)
@@ -170,7 +180,8 @@ def main(argv=None):
     p_speed.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
     p_speed.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     p_speed.add_argument("--steps", type=int, default=5)
-    p_speed.add_argument("--device", default="cpu")
+    device_help = "where to train and embed: cpu, cuda or cuda:N"
+    p_speed.add_argument("--device", default="cpu", help=device_help)
     p_speed.add_argument("--presets", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     p_quality = sub.add_parser("quality")
     p_quality.add_argument("--presets", nargs="+", default=list(ARCHITECTURES), choices=list(PRESETS))
@@ -182,6 +193,7 @@ def main(argv=None):
         metavar="KEY=VALUE",
         help="config override applied to every preset (repeatable), e.g. --set training.epochs=3",
     )
+    p_quality.add_argument("--device", default="cpu", help=device_help)
     args = parser.parse_args(argv)
     speed(args) if args.what == "speed" else quality(args)
 
