@@ -237,24 +237,25 @@ def scale_factors(objects, scale, size, fill, fill_percentile):
 
 
 def normalise(crops, insides, rule, percentiles):
-    """Map intensities to [0, 1] (clipped) by percentiles of object pixels, per channel.
+    """Map intensities to [0, 1] (clipped) by percentiles of object pixels, per channel (float32).
 
     'dataset': one ``(lo, hi)`` per channel over every object pixel of every crop; 'per-object':
     each crop's own. Returns the crops and the ``(lo, hi)`` used (per channel for 'dataset').
     """
+
+    def scale(crop, lo, hi):
+        lo, span = lo.astype(np.float32)[:, None, None], np.maximum(hi - lo, 1e-12).astype(np.float32)
+        return np.clip((crop - lo) / span[:, None, None], 0, 1)
+
     if rule == "dataset":
         pixels = np.concatenate([c[:, m] for c, m in zip(crops, insides, strict=True)], axis=1)
         lo, hi = np.percentile(pixels, percentiles, axis=1)
-        scaled = [
-            np.clip((c - lo[:, None, None]) / np.maximum(hi - lo, 1e-12)[:, None, None], 0, 1) for c in crops
-        ]
-        return scaled, {"lo": lo.tolist(), "hi": hi.tolist()}
+        return [scale(c, lo, hi) for c in crops], {"lo": lo.tolist(), "hi": hi.tolist()}
     if rule == "per-object":
-        scaled = []
-        for c, m in zip(crops, insides, strict=True):
-            lo, hi = np.percentile(c[:, m], percentiles, axis=1)
-            scaled.append(np.clip((c - lo[:, None, None]) / np.maximum(hi - lo, 1e-12)[:, None, None], 0, 1))
-        return scaled, None
+        return [
+            scale(c, *np.percentile(c[:, m], percentiles, axis=1))
+            for c, m in zip(crops, insides, strict=True)
+        ], None
     raise PrepareError(f"normalise must be one of {NORMALISATIONS}, got {rule!r}")
 
 
@@ -419,7 +420,7 @@ def prepare_dataset(
             if not inside.any():
                 drop("vanishes at this scale")
                 continue
-            crops_out.append(crop)
+            crops_out.append(crop.astype(np.float32))
             insides.append(inside)
             kept.append(o)
             kept_factors.append(f)
@@ -496,11 +497,11 @@ def _check_options(size, centre, scale, mask_mode, normalisation, fill, test_fra
 
 def _apply_mask_mode(crop, inside, mode):
     if mode == "intensity":
-        return np.where(inside, crop, 0.0)
+        return np.where(inside, crop, np.float32(0))
     if mode == "mask":
-        return inside[None].astype(np.float64)
+        return inside[None].astype(np.float32)
     if mode == "both":
-        return np.concatenate([np.where(inside, crop, 0.0), inside[None]])
+        return np.concatenate([np.where(inside, crop, np.float32(0)), inside[None].astype(np.float32)])
     return crop
 
 
@@ -547,7 +548,7 @@ def _write(out, x, meta, summary):
         rows = (meta["split"] == split).to_numpy()
         if not rows.any():
             continue
-        _save_npy(out / f"X_{split}.npy", x[rows].astype(np.float32))
+        _save_npy(out / f"X_{split}.npy", x[rows])
         if "label_id" in meta.columns:
             _save_npy(out / f"y_{split}.npy", meta.loc[rows, "label_id"].to_numpy(np.int64))
     atomic_write(out / "metadata.parquet", lambda p: meta.to_parquet(p, index=False))
