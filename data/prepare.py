@@ -17,6 +17,7 @@ class names, counts per reason an object was dropped, command line and library v
 """
 
 import argparse
+import collections
 import dataclasses
 import json
 import pathlib
@@ -30,7 +31,7 @@ from scipy import ndimage as ndi
 from skimage import filters, io, measure
 from tqdm.auto import tqdm
 
-from data.io import atomic_write, prepare_output_dir
+from data.io import atomic_write, prepare_output_dir, save_sample_grid
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 SCALES = ("none", "fit", "dataset")
@@ -45,12 +46,28 @@ class PrepareError(ValueError):
 
 @dataclasses.dataclass
 class Source:
-    """One input: an intensity image and its label mask (None for a single-object crop)."""
+    """One input: an intensity image and its label mask (None for a single-object crop).
+
+    ``image`` and ``mask`` are file paths, or arrays (``(h, w)`` or ``(c, h, w)`` images, ``(h, w)``
+    masks) for callers that hold them in memory.
+    """
 
     name: str
-    image: pathlib.Path
-    mask: pathlib.Path | None = None
+    image: pathlib.Path | np.ndarray
+    mask: pathlib.Path | np.ndarray | None = None
     group: str | None = None
+
+    def load(self, channel_axis=None):
+        """``(image, mask)``: float64 ``(c, h, w)`` and int64 ``(h, w)`` (by :func:`crop_mask` if absent)."""
+        if isinstance(self.image, np.ndarray):
+            image = check_image(self.image if self.image.ndim == 3 else self.image[None], self.name)
+        else:
+            image = read_image(self.image, channel_axis)
+        if self.mask is None:
+            return image, crop_mask(image)
+        if isinstance(self.mask, np.ndarray):
+            return image, check_mask(self.mask, image.shape[1:], self.name)
+        return image, read_mask(self.mask, image.shape[1:])
 
 
 def find_sources(images=None, masks=None, crops=None, pairs=None):
@@ -101,13 +118,11 @@ def _image_files(folder):
 
 
 def read_image(path, channel_axis=None):
-    """An intensity image as float64 ``(c, h, w)``.
+    """An intensity image file as float64 ``(c, h, w)``.
 
     A 3-D TIFF needs ``channel_axis``; PNG and JPEG colour images have their channels last.
     """
     x = tifffile.imread(path) if path.suffix.lower() in (".tif", ".tiff") else io.imread(path)
-    if x.dtype.kind not in "fiub":
-        raise PrepareError(f"{path}: image dtype {x.dtype} is not numeric")
     if x.ndim == 3 and channel_axis is None and path.suffix.lower() not in (".tif", ".tiff"):
         channel_axis = -1
     if x.ndim == 2:
@@ -118,23 +133,35 @@ def read_image(path, channel_axis=None):
         raise PrepareError(
             f"{path}: image of shape {x.shape}; expected 2-D, or 3-D with --channel-axis naming the channels"
         )
+    return check_image(x, path)
+
+
+def check_image(x, name):
+    """``x`` ``(c, h, w)`` as float64, or :class:`PrepareError` naming ``name`` (wrong dtype, NaN, Inf)."""
+    if x.dtype.kind not in "fiub":
+        raise PrepareError(f"{name}: image dtype {x.dtype} is not numeric")
     x = x.astype(np.float64)
     if not np.isfinite(x).all():
-        raise PrepareError(f"{path}: image holds NaN or Inf")
+        raise PrepareError(f"{name}: image holds NaN or Inf")
     return x
 
 
 def read_mask(path, shape):
-    """A label mask ``(h, w)`` of integers (0 = background) matching an image of ``shape`` ``(h, w)``."""
+    """A label mask file ``(h, w)`` of integers (0 = background) for an image of ``shape`` ``(h, w)``."""
     m = tifffile.imread(path) if path.suffix.lower() in (".tif", ".tiff") else io.imread(path)
+    return check_mask(m, shape, path)
+
+
+def check_mask(m, shape, name):
+    """``m`` as int64, or :class:`PrepareError` naming ``name`` (not integers, wrong shape, empty)."""
     if m.dtype.kind == "f" and np.array_equal(m, np.round(m)):
         m = m.astype(np.int64)
     if m.dtype.kind not in "iub":
-        raise PrepareError(f"{path}: a label mask must hold integers, got dtype {m.dtype}")
+        raise PrepareError(f"{name}: a label mask must hold integers, got dtype {m.dtype}")
     if m.shape != shape:
-        raise PrepareError(f"{path}: mask shape {m.shape} differs from its image's {shape}")
+        raise PrepareError(f"{name}: mask shape {m.shape} differs from its image's {shape}")
     if not m.any():
-        raise PrepareError(f"{path}: the mask is empty (no object labels)")
+        raise PrepareError(f"{name}: the mask is empty (no object labels)")
     return m.astype(np.int64)
 
 
@@ -285,6 +312,91 @@ def split_groups(groups, test_fraction, seed):
     return np.array([g in chosen for g in groups])
 
 
+def collect_objects(
+    sources, table=None, channel_axis=None, centre="mask", keep_border=False, min_area=None, max_area=None,
+    progress=True,
+):  # fmt: skip
+    """Measure every object of every source and keep those that pass the filters.
+
+    A source that cannot be read or checked (or is missing from the labels ``table``) is
+    reported on stderr and counted as a 'bad file'; objects touching the image border (unless
+    ``keep_border``, and never for single-object crops) and outside ``[min_area, max_area]`` are
+    counted by reason.
+
+    Returns
+    -------
+    objects : list of Obj
+    dropped : collections.Counter
+        Reason -> count.
+    """
+    objects, dropped = [], collections.Counter()
+    for source in tqdm(sources, desc="measuring", unit="image", disable=not progress):
+        try:
+            image, mask = source.load(channel_axis)
+            found = measure_objects(source, mask, image, centre)
+        except Exception as e:  # a bad file is reported and skipped, never fatal on its own
+            reason = str(e) if isinstance(e, PrepareError) else f"{source.image}: unreadable ({e})"
+            print(f"skipped {source.name}: {reason}", file=sys.stderr)
+            dropped["bad file"] += 1
+            continue
+        if table is not None and source.name not in table.index:
+            print(f"skipped {source.name}: not in the labels CSV", file=sys.stderr)
+            dropped["bad file"] += 1
+            continue
+        for o in found:
+            if o.touches_border and source.mask is not None and not keep_border:
+                dropped["touches the image border"] += 1
+            elif min_area is not None and o.area < min_area:
+                dropped["smaller than min_area"] += 1
+            elif max_area is not None and o.area > max_area:
+                dropped["larger than max_area"] += 1
+            else:
+                objects.append(o)
+    if not objects:
+        raise PrepareError(f"no usable object in {len(sources)} input(s); dropped: {dict(dropped)}")
+    return objects, dropped
+
+
+def crop_objects(objects, factors, size, channel_axis=None, clip=False, dropped=None, progress=True):
+    """Crop each object at its scale factor (:func:`extract_crop`); objects that do not fit are dropped.
+
+    An object fits when its extent times its factor is at most ``size`` (it lies in the crop's
+    inscribed disk, the part that survives rotation); with ``clip`` it is kept anyway.
+    Reasons are counted in ``dropped`` (a Counter).
+
+    Returns
+    -------
+    crops : list of float32 arrays (c, size, size)
+    insides : list of bool arrays (size, size)
+    kept : list of Obj
+    kept_factors : list of float
+    """
+    dropped = collections.Counter() if dropped is None else dropped
+    crops, insides, kept, kept_factors = [], [], [], []
+    by_source = {}
+    for o, f in zip(objects, factors, strict=True):
+        by_source.setdefault(o.source.name, []).append((o, f))
+    for members in tqdm(by_source.values(), desc="cropping", unit="image", disable=not progress):
+        image, mask = members[0][0].source.load(channel_axis)
+        for o, f in members:
+            if o.extent * f > size and not clip:
+                dropped["larger than the crop's disk"] += 1
+                continue
+            crop, inside = extract_crop(image, mask == o.label, o.centroid, f, size)
+            if not inside.any():
+                dropped["vanishes at this scale"] += 1
+                continue
+            crops.append(crop.astype(np.float32))
+            insides.append(inside)
+            kept.append(o)
+            kept_factors.append(f)
+    if not kept:
+        raise PrepareError(
+            f"no object fits the crop; dropped: {dict(dropped)} (try --scale fit or a larger --size)"
+        )
+    return crops, insides, kept, kept_factors
+
+
 def prepare_dataset(
     out,
     images=None,
@@ -369,69 +481,17 @@ def prepare_dataset(
     if group_column is not None and (table is None or group_column not in table.columns):
         raise PrepareError(f"--group-column {group_column!r} must be a column of the labels CSV")
     out = prepare_output_dir(out, overwrite)
-    dropped = {}
-
-    def drop(reason, n=1):
-        dropped[reason] = dropped.get(reason, 0) + n
-
-    # pass 1: find and measure the objects (the dataset scale needs every extent first)
-    objects = []
-    for source in tqdm(sources, desc="measuring", unit="image", disable=not progress):
-        try:
-            image = read_image(source.image, channel_axis)
-            mask = crop_mask(image) if source.mask is None else read_mask(source.mask, image.shape[1:])
-            found = measure_objects(source, mask, image, centre)
-        except Exception as e:  # a bad file is reported and skipped, never fatal on its own
-            reason = str(e) if isinstance(e, PrepareError) else f"{source.image}: unreadable ({e})"
-            print(f"skipped {source.name}: {reason}", file=sys.stderr)
-            drop("bad file")
-            continue
-        if table is not None and source.name not in table.index:
-            print(f"skipped {source.name}: not in the labels CSV", file=sys.stderr)
-            drop("bad file")
-            continue
-        for o in found:
-            if o.touches_border and source.mask is not None and not keep_border:
-                drop("touches the image border")
-            elif min_area is not None and o.area < min_area:
-                drop("smaller than min_area")
-            elif max_area is not None and o.area > max_area:
-                drop("larger than max_area")
-            else:
-                objects.append(o)
-    if not objects:
-        raise PrepareError(f"no usable object in {len(sources)} input(s); dropped: {dropped}")
+    objects, dropped = collect_objects(
+        sources, table, channel_axis, centre, keep_border, min_area, max_area, progress
+    )
     factors = scale_factors(objects, scale, size, fill, fill_percentile)
-
-    # pass 2: crop, mask, and keep what fits
-    crops_out, insides, kept, kept_factors = [], [], [], []
-    by_source = {}
-    for o, f in zip(objects, factors, strict=True):
-        by_source.setdefault(o.source.name, []).append((o, f))
-    for members in tqdm(by_source.values(), desc="cropping", unit="image", disable=not progress):
-        source = members[0][0].source
-        image = read_image(source.image, channel_axis)
-        mask = crop_mask(image) if source.mask is None else read_mask(source.mask, image.shape[1:])
-        for o, f in members:
-            if o.extent * f > size and not clip:
-                drop("larger than the crop's disk")
-                continue
-            crop, inside = extract_crop(image, mask == o.label, o.centroid, f, size)
-            if not inside.any():
-                drop("vanishes at this scale")
-                continue
-            crops_out.append(crop.astype(np.float32))
-            insides.append(inside)
-            kept.append(o)
-            kept_factors.append(f)
-    if not kept:
-        raise PrepareError(
-            f"no object fits the crop; dropped: {dropped} (try --scale fit or a larger --size)"
-        )
+    crops_out, insides, kept, kept_factors = crop_objects(
+        objects, factors, size, channel_axis, clip, dropped, progress
+    )
     crops_out, norm = normalise(crops_out, insides, normalisation, percentiles)
-    x = np.stack([_apply_mask_mode(c, m, mask_mode) for c, m in zip(crops_out, insides, strict=True)])
+    x = np.stack([apply_mask_mode(c, m, mask_mode) for c, m in zip(crops_out, insides, strict=True)])
 
-    meta = _metadata(kept, kept_factors, table)
+    meta = object_table(kept, kept_factors, table)
     groups = meta[group_column].astype(str).tolist() if group_column else meta["source_image"].tolist()
     meta.insert(0, "split", np.where(split_groups(groups, test_fraction, seed), "test", "train"))
     classes = None
@@ -444,7 +504,7 @@ def prepare_dataset(
             "train": int((meta["split"] == "train").sum()),
             "test": int((meta["split"] == "test").sum()),
         },
-        "dropped": dropped,
+        "dropped": dict(dropped),
         "classes": None if classes is None else classes.tolist(),
         "normalisation": {"rule": normalisation, "percentiles": list(percentiles), "values": norm},
         "options": {
@@ -470,11 +530,7 @@ def prepare_dataset(
         "command": sys.argv,
         "versions": _versions(),
     }
-    _write(out, x, meta, summary)
-    print(
-        f"wrote {summary['n_objects']['train']} train and {summary['n_objects']['test']} test objects "
-        f"{x.shape[1:]} to {out}; dropped: {dropped or 'none'}"
-    )
+    write_dataset(out, x, meta, summary)
     return summary
 
 
@@ -495,7 +551,8 @@ def _check_options(size, centre, scale, mask_mode, normalisation, fill, test_fra
         raise PrepareError(f"test_fraction must lie in [0, 1), got {test_fraction}")
 
 
-def _apply_mask_mode(crop, inside, mode):
+def apply_mask_mode(crop, inside, mode):
+    """The crop as stored for ``mode`` (see :func:`prepare_dataset`)."""
     if mode == "intensity":
         return np.where(inside, crop, np.float32(0))
     if mode == "mask":
@@ -505,7 +562,8 @@ def _apply_mask_mode(crop, inside, mode):
     return crop
 
 
-def _metadata(objects, factors, table):
+def object_table(objects, factors, table=None):
+    """A metadata row per object: source, id, centroid, bounding box, area, extent, scale, CSV columns."""
     rows = []
     for o, f in zip(objects, factors, strict=True):
         row = {
@@ -543,17 +601,34 @@ def _save_npy(path, array):
     atomic_write(path, write)
 
 
-def _write(out, x, meta, summary):
+def write_dataset(out, x, meta, summary):
+    """Write a prepared dataset: ``X_*.npy``, ``y_*.npy``, metadata, ``prepare.json`` and ``samples.png``.
+
+    Parameters
+    ----------
+    out : Path
+        An existing output directory.
+    x : numpy.ndarray, shape (n, c, size, size)
+        Crops in [0, 1], in the row order of ``meta``.
+    meta : pandas.DataFrame
+        One row per crop with a ``split`` column ('train' or 'test') and, for labelled data, a
+        ``label_id`` column.
+    summary : dict
+        Plain data for ``prepare.json``.
+    """
     for split in ("train", "test"):
         rows = (meta["split"] == split).to_numpy()
         if not rows.any():
             continue
-        _save_npy(out / f"X_{split}.npy", x[rows])
+        _save_npy(out / f"X_{split}.npy", x[rows].astype(np.float32, copy=False))
         if "label_id" in meta.columns:
             _save_npy(out / f"y_{split}.npy", meta.loc[rows, "label_id"].to_numpy(np.int64))
     atomic_write(out / "metadata.parquet", lambda p: meta.to_parquet(p, index=False))
     atomic_write(out / "metadata.csv", lambda p: meta.to_csv(p, index=False))
     atomic_write(out / "prepare.json", lambda p: pathlib.Path(p).write_text(json.dumps(summary, indent=2)))
+    save_sample_grid(out / "samples.png", x, title=f"{out.name}: first crops")
+    counts = {split: int((meta["split"] == split).sum()) for split in ("train", "test")}
+    print(f"wrote {counts['train']} train and {counts['test']} test objects {x.shape[1:]} to {out}")
 
 
 def main(argv=None):
