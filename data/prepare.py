@@ -313,9 +313,15 @@ def split_groups(groups, test_fraction, seed):
 
 
 def collect_objects(
-    sources, table=None, channel_axis=None, centre="mask", keep_border=False, min_area=None, max_area=None,
+    sources,
+    table=None,
+    channel_axis=None,
+    centre="mask",
+    keep_border=False,
+    min_area=None,
+    max_area=None,
     progress=True,
-):  # fmt: skip
+):
     """Measure every object of every source and keep those that pass the filters.
 
     A source that cannot be read or checked (or is missing from the labels ``table``) is
