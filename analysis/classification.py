@@ -10,7 +10,20 @@ from sklearn.preprocessing import StandardScaler
 
 
 def make_probe(kind="logistic", k=5):
-    """A kNN classifier or a standardised logistic-regression linear probe."""
+    """An unfitted probe: the one kNN classifier of this package, or a standardised linear probe.
+
+    Parameters
+    ----------
+    kind : {'logistic', 'knn'}
+        'knn': a k-nearest-neighbour classifier (Euclidean, uniform weights; also used by
+        :func:`analysis.metrics.knn_accuracy`); 'logistic': standardisation then logistic regression.
+    k : int
+        Number of neighbours of 'knn'.
+
+    Returns
+    -------
+    sklearn estimator
+    """
     if kind == "knn":
         return KNeighborsClassifier(n_neighbors=k)
     if kind == "logistic":
@@ -20,6 +33,18 @@ def make_probe(kind="logistic", k=5):
 
 def probe_accuracy(embeddings, labels, kind="logistic", folds=5, k=5, seed=0):
     """Cross-validated accuracy of a probe (stratified folds).
+
+    Parameters
+    ----------
+    embeddings : array, shape (n, d)
+    labels : array, shape (n,)
+    kind : {'logistic', 'knn'}
+        See :func:`make_probe`.
+    folds : int
+        Number of stratified folds (shuffled with ``seed``).
+    k : int
+        Number of neighbours of 'knn'.
+    seed : int
 
     Returns
     -------

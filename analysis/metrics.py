@@ -3,12 +3,36 @@
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-from sklearn.neighbors import KNeighborsClassifier
+
+from analysis.classification import make_probe
 
 
 def knn_accuracy(train_embeddings, train_labels, test_embeddings, test_labels, k=5):
-    """Accuracy of a k-nearest-neighbour classifier fit on the training embeddings."""
-    knn = KNeighborsClassifier(n_neighbors=k).fit(train_embeddings, train_labels)
+    """Accuracy on the test set of a k-nearest-neighbour classifier fit on the training embeddings.
+
+    The classifier is :func:`analysis.classification.make_probe` ``("knn", k)``, the one the
+    cross-validated kNN probe uses.
+
+    Parameters
+    ----------
+    train_embeddings : array, shape (n_train, d)
+    train_labels : array, shape (n_train,)
+    test_embeddings : array, shape (n_test, d)
+    test_labels : array, shape (n_test,)
+    k : int
+        Number of neighbours.
+
+    Returns
+    -------
+    float
+        Fraction of test objects whose predicted label is their own.
+
+    Examples
+    --------
+    >>> knn_accuracy([[0.0], [1.0], [10.0], [11.0]], [0, 0, 1, 1], [[0.5], [10.5]], [0, 1], k=1)
+    1.0
+    """
+    knn = make_probe("knn", k).fit(train_embeddings, train_labels)
     return float(knn.score(test_embeddings, test_labels))
 
 

@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from analysis.outliers import distance_to_centre, rank_outliers  # noqa: E402
 from data.io import atomic_write  # noqa: E402
 
 
@@ -98,22 +99,39 @@ def mosaic(points, images, grid=20, path=None, title=None):
 def cluster_samples(images, clusters, embeddings=None, n=8, mode="random", seed=0, path=None):
     """A row of sample images per cluster.
 
-    ``mode``: 'random'; 'typical' (nearest the cluster centre); 'top' (farthest from the centre,
-    i.e. the cluster's most atypical members). 'typical' and 'top' need ``embeddings``.
+    Parameters
+    ----------
+    images : array, shape (n_objects, c, h, w)
+        Images in [0, 1].
+    clusters : array, shape (n_objects,)
+        Cluster label of each object.
+    embeddings : array, shape (n_objects, d), optional
+        Needed by 'typical' and 'top'.
+    n : int
+        Images per row.
+    mode : {'random', 'typical', 'top'}
+        'random' members; 'typical': nearest the cluster centre; 'top': farthest from it, i.e. the
+        cluster's most atypical members (distances from :func:`analysis.outliers.distance_to_centre`).
+    seed : int
+        Seed of 'random'.
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
+    if mode not in ("random", "typical", "top"):
+        raise ValueError(f"mode must be 'random', 'typical' or 'top', got {mode!r}")
     clusters = np.asarray(clusters)
     rng = np.random.default_rng(seed)
+    d = None if mode == "random" else distance_to_centre(embeddings, clusters)
     rows, labels = [], []
     for c in np.unique(clusters):
         members = np.flatnonzero(clusters == c)
         if mode == "random":
             chosen = rng.permutation(members)[:n]
-        elif mode in ("typical", "top"):
-            emb = np.asarray(embeddings)[members]
-            d = np.linalg.norm(emb - emb.mean(0), axis=1)
-            chosen = members[np.argsort(d if mode == "typical" else -d)[:n]]
         else:
-            raise ValueError(f"mode must be 'random', 'typical' or 'top', got {mode!r}")
+            chosen = members[rank_outliers(-d[members] if mode == "typical" else d[members], top=n)]
         rows.append(np.asarray(images)[chosen])
         labels.append(f"cluster {c}\n(n={len(members)})")
     return image_rows(rows, labels, path=path)
@@ -125,8 +143,11 @@ def reconstructions(inputs, recons, path=None):
 
 
 def outlier_gallery(images, scores, top=16, path=None):
-    """The ``top`` most unusual objects, titled with their score, most unusual first."""
-    order = np.argsort(-np.asarray(scores), kind="stable")[:top]
+    """The ``top`` most unusual objects, titled with their score, most unusual first.
+
+    The order is :func:`analysis.outliers.rank_outliers` of ``scores`` (higher is more unusual).
+    """
+    order = rank_outliers(scores, top=top)
     ncols = min(8, top)
     rows = [np.asarray(images)[order[i : i + ncols]] for i in range(0, len(order), ncols)]
     titles = [

@@ -1,3 +1,5 @@
+import doctest
+
 import anndata
 import numpy as np
 import pandas as pd
@@ -60,6 +62,49 @@ def test_planted_outliers_rank_first(method):
     clusters = np.concatenate([y, [0, 1, 2]])
     scores = outliers.outlier_scores(x_all, method, clusters=clusters)
     assert set(outliers.rank_outliers(scores, top=3)) == {150, 151, 152}
+
+
+def test_distance_to_centre_and_centroid_scores_against_direct_computation():
+    x, y = blobs(n_per=7, k=3, d=4, seed=2)
+    y = np.where(y == 2, -1, y)  # HDBSCAN's noise label is a cluster like any other here
+    expected = np.empty(len(x))
+    for c in (-1, 0, 1):
+        centre = x[y == c].sum(0) / (y == c).sum()
+        expected[y == c] = np.sqrt(((x[y == c] - centre) ** 2).sum(1))
+    np.testing.assert_allclose(outliers.distance_to_centre(x, y), expected, rtol=1e-12)
+    scores = outliers.outlier_scores(x, "centroid_distance", clusters=y)
+    for c in (-1, 0, 1):
+        np.testing.assert_allclose(scores[y == c], expected[y == c] / np.median(expected[y == c]))
+    with pytest.raises(ValueError, match="2 cluster labels for 21 embeddings"):
+        outliers.distance_to_centre(x, [0, 1])
+
+
+def test_rank_outliers_breaks_ties_by_index():
+    assert outliers.rank_outliers([1.0, 5.0, 1.0, 5.0, 3.0]).tolist() == [1, 3, 4, 0, 2]
+    assert outliers.rank_outliers([1.0, 5.0, 1.0, 5.0, 3.0], top=2).tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("name", ["analysis.outliers", "analysis.metrics"])
+def test_docstring_examples(name):
+    import importlib
+
+    failures, tried = doctest.testmod(importlib.import_module(name))
+    assert tried > 0 and failures == 0
+
+
+def test_knn_accuracy_against_a_direct_nearest_neighbour_vote():
+    rng = np.random.default_rng(3)
+    train, test = rng.normal(size=(60, 3)), rng.normal(size=(25, 3))
+    y_train, y_test = (train[:, 0] > 0).astype(int), (test[:, 0] + 0.5 * test[:, 1] > 0).astype(int)
+    flipped = rng.random(60) < 0.2  # label noise, so that k matters
+    y_train[flipped] = 1 - y_train[flipped]
+    d = np.linalg.norm(test[:, None] - train[None], axis=2)
+    for k in (1, 3, 7):  # odd k and two classes: no tied votes
+        nearest = np.argsort(d, axis=1)[:, :k]
+        predicted = (y_train[nearest].mean(1) > 0.5).astype(int)
+        assert metrics.knn_accuracy(train, y_train, test, y_test, k=k) == pytest.approx(
+            np.mean(predicted == y_test)
+        )
 
 
 def test_probes_score_separable_and_random_labels():
@@ -131,6 +176,44 @@ def test_plots_write_files_of_the_right_kind(tmp_path):
     assert len(legend.get_texts()) == 12
     cluster_axes = paths["clusters.png"].axes
     assert len(cluster_axes) == 12 * 5  # a row per cluster, n per row
+
+
+def shown_objects(fig, n_objects):
+    """Indices of the objects a figure of :func:`index_images` shows, row by row."""
+    return [
+        round(float(ax.get_images()[0].get_array()[0, 0]) * n_objects) for ax in fig.axes if ax.get_images()
+    ]
+
+
+def index_images(n):
+    """Image ``i`` is constant ``i / n``: a figure's pixels tell which objects it shows."""
+    return np.broadcast_to((np.arange(n) / n)[:, None, None, None], (n, 1, 4, 4)).copy()
+
+
+def test_cluster_samples_and_outlier_gallery_show_the_right_objects():
+    x, y = blobs(n_per=9, k=3, d=5, spread=1.0, seed=4)
+    images = index_images(len(x))
+    shown = {}
+    for mode in ("typical", "top"):
+        fig = plots.cluster_samples(images, y, x, n=4, mode=mode)
+        shown[mode] = shown_objects(fig, len(x))
+        expected = []
+        for c in range(3):
+            members = np.flatnonzero(y == c)
+            d = np.linalg.norm(x[members] - x[members].mean(0), axis=1)  # to the cluster's centre
+            expected += list(members[np.argsort(d if mode == "typical" else -d, kind="stable")[:4]])
+        assert shown[mode] == expected, mode
+    random_rows = shown_objects(plots.cluster_samples(images, y, n=4, mode="random", seed=1), len(x))
+    assert [y[i] for i in random_rows] == [0] * 4 + [1] * 4 + [2] * 4 and len(set(random_rows)) == 12
+    with pytest.raises(ValueError, match="mode must be"):
+        plots.cluster_samples(images, y, x, mode="central")
+
+    scores = np.round(np.random.default_rng(0).random(len(x)), 1)  # many tied scores
+    gallery = plots.outlier_gallery(images, scores, top=10)
+    order = sorted(range(len(x)), key=lambda i: (-scores[i], i))[:10]  # highest first, ties by index
+    assert shown_objects(gallery, len(x)) == order
+    titles = [ax.get_title() for ax in gallery.axes if ax.get_images()]
+    assert titles == [f"#{rank} ({scores[i]:.2f})" for rank, i in enumerate(order)]
 
 
 def test_cli_writes_every_promised_file(tmp_path, monkeypatch):
