@@ -1,15 +1,17 @@
-"""How much an embedding moves when the same object is seen at another orientation."""
+"""How much an embedding moves when the same object is seen at another orientation.
+
+Every function here takes images in [0, 1] (the model's input scale, e.g. the ``images`` of
+``python -m analysis``) and embeds them and their rotated copies with
+``utils.get_model_embeddings_from_tensors(..., rescale=False)``: rotating with bicubic
+interpolation and clamping to [0, 1] only make sense in that scale, so the model's training
+value range is not applied again.
+"""
 
 import numpy as np
 import torch
 
+import utils
 from registration import rotate_flip
-
-
-def _embed(model, x, batch_size):
-    import utils
-
-    return utils.get_model_embeddings_from_tensors(model, x, batch_size=batch_size, progress=False)
 
 
 def orientation_sensitivity(model, sources, seed=0, batch_size=256):
@@ -23,11 +25,12 @@ def orientation_sensitivity(model, sources, seed=0, batch_size=256):
     Parameters
     ----------
     model : VAE
-        Trained model (put in eval mode here).
+        Trained model (embeds in eval mode, see ``utils.get_model_embeddings_from_tensors``).
     sources : tensor or array, shape (n, c, h, w)
-        Upright source objects (centred, inside the inscribed disk).
+        Upright source objects in [0, 1] (centred, inside the inscribed disk).
     seed : int
         Seed of the random orientations.
+    batch_size : int
 
     Returns
     -------
@@ -44,7 +47,10 @@ def orientation_sensitivity(model, sources, seed=0, batch_size=256):
         angle = torch.rand(len(x), generator=g) * 360.0
         flip = torch.rand(len(x), generator=g) < 0.5
         views.append(rotate_flip(x, angle, flip, mode="bicubic").clamp(0.0, 1.0))
-    e1, e2 = (_embed(model, v, batch_size) for v in views)
+    e1, e2 = (
+        utils.get_model_embeddings_from_tensors(model, v, batch_size, progress=False, rescale=False)
+        for v in views
+    )
     same = np.linalg.norm(e1 - e2, axis=1)
     rng = np.random.default_rng(seed)
     i, j = rng.integers(0, len(x), size=(2, 20 * len(x)))
@@ -61,20 +67,31 @@ def orientation_sensitivity(model, sources, seed=0, batch_size=256):
 def grid_symmetry_change(model, x, batch_size=256):
     """Largest relative embedding change over the 8 symmetries of the pixel grid (exact transforms).
 
+    Parameters
+    ----------
+    model : VAE
+    x : tensor or array, shape (n, c, h, w)
+        Images in [0, 1].
+    batch_size : int
+
     Returns
     -------
     dict
-        Symmetry name -> max over images of ``|e(g x) - e(x)| / |e(x)|``.
+        Symmetry name (``rot90`` ... ``flip + rot270``, the 7 besides the identity) -> max over
+        images of ``|e(g x) - e(x)| / |e(x)|``.
     """
     x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    return _grid_changes(model, x, _embed(model, x, batch_size), batch_size)
+    base = utils.get_model_embeddings_from_tensors(model, x, batch_size, progress=False, rescale=False)
+    return _grid_changes(model, x, base, batch_size)
 
 
 def _relative_change(e, base):
+    """``|e - base| / |base|`` per row."""
     return np.linalg.norm(e - base, axis=1) / np.linalg.norm(base, axis=1)
 
 
 def _grid_changes(model, x, base, batch_size):
+    """:func:`grid_symmetry_change` given the embeddings ``base`` of ``x`` itself."""
     out = {}
     for flip in (False, True):
         for k in range(4):
@@ -82,12 +99,24 @@ def _grid_changes(model, x, base, batch_size):
                 continue
             t = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
             name = f"{'flip + ' if flip else ''}rot{90 * k}"
-            out[name] = float(_relative_change(_embed(model, t, batch_size), base).max())
+            moved = utils.get_model_embeddings_from_tensors(
+                model, t, batch_size, progress=False, rescale=False
+            )
+            out[name] = float(_relative_change(moved, base).max())
     return out
 
 
 def invariance_report(model, images, seed=0, batch_size=256):
     """Relative embedding change under the 8 grid symmetries and under random continuous rotations.
+
+    Parameters
+    ----------
+    model : VAE
+    images : tensor or array, shape (n, c, h, w)
+        Images in [0, 1].
+    seed : int
+        Seed of the random orientations.
+    batch_size : int
 
     Returns
     -------
@@ -98,11 +127,12 @@ def invariance_report(model, images, seed=0, batch_size=256):
         :func:`orientation_sensitivity`.
     """
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-    base = _embed(model, x, batch_size)
+    base = utils.get_model_embeddings_from_tensors(model, x, batch_size, progress=False, rescale=False)
     report = _grid_changes(model, x, base, batch_size)
     g = torch.Generator().manual_seed(seed)
     angle, flip = torch.rand(len(x), generator=g) * 360.0, torch.rand(len(x), generator=g) < 0.5
-    moved = _embed(model, rotate_flip(x, angle, flip, mode="bicubic").clamp(0.0, 1.0), batch_size)
+    rotated = rotate_flip(x, angle, flip, mode="bicubic").clamp(0.0, 1.0)
+    moved = utils.get_model_embeddings_from_tensors(model, rotated, batch_size, progress=False, rescale=False)
     report["random rotation + flip"] = float(np.median(_relative_change(moved, base)))
     report["orientation sensitivity"] = orientation_sensitivity(model, x, seed, batch_size)[
         "relative_distance"

@@ -283,3 +283,34 @@ def test_grid_symmetry_change_against_direct_computation():
     full = invariance_report(FlattenEmbedding(), x)
     assert {k: full[k] for k in report} == pytest.approx(report)
     assert 0 < full["random rotation + flip"] and 0 < full["orientation sensitivity"]
+
+
+class RecordingEmbedding(FlattenEmbedding):
+    """:class:`FlattenEmbedding` of a model trained with 'minmax' on [0, 255], recording what it embeds."""
+
+    def __init__(self):
+        from configs.schema import load_config
+
+        super().__init__()
+        self.config = load_config(
+            "configs.config_tiny", ["data.rescale=minmax", "data.value_range=[0.0, 255.0]"]
+        )
+        self.seen = []
+
+    def embed(self, x):
+        self.seen.append(x.clone())
+        return super().embed(x)
+
+
+def test_invariance_embeds_images_in_0_1_as_they_are_for_minmax_models():
+    from analysis.invariance import grid_symmetry_change, invariance_report, orientation_sensitivity
+
+    x = np.random.default_rng(1).random((6, 1, 8, 8)).astype(np.float32)
+    for measure in (grid_symmetry_change, invariance_report, orientation_sensitivity):
+        model = RecordingEmbedding()
+        measure(model, x, batch_size=4)
+        assert len(model.seen) > 1
+        assert all(0.0 <= float(b.min()) and float(b.max()) <= 1.0 for b in model.seen), measure.__name__
+        assert float(max(b.max() for b in model.seen)) > 0.9  # not divided by 255 again
+        if measure is not orientation_sensitivity:  # the originals are embedded first, unchanged
+            np.testing.assert_array_equal(torch.cat(model.seen[:2]).numpy(), x)
