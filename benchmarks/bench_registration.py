@@ -32,8 +32,7 @@ from skimage.registration import phase_cross_correlation
 from skimage.transform import warp_polar
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from registration import register, register_brute_force, rotate_flip  # noqa: E402
-from registration.brute_force import disk_mask  # noqa: E402
+from registration import disk_mask, register, register_brute_force, rotate_flip  # noqa: E402
 
 N_ANGLES = 360
 

@@ -4,8 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from registration import register, register_brute_force
-from registration.brute_force import disk_mask
+from registration import disk_mask, register, register_brute_force
 
 LOSSES = ("bce", "mse")
 ALIGNMENTS = ("none", "fourier", "brute")

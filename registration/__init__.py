@@ -6,6 +6,7 @@ warps a batch with them, differentiably. See ``registration/README.md``.
 """
 
 from registration.brute_force import register_brute_force
+from registration.masks import disk_mask
 from registration.phase_correlation import phase_correlation
 from registration.polar import PolarTransform
 from registration.register import RegistrationResult, register, register_rotation_flip
@@ -14,6 +15,7 @@ from registration.transform import rotate_flip
 __all__ = [
     "PolarTransform",
     "RegistrationResult",
+    "disk_mask",
     "phase_correlation",
     "register",
     "register_brute_force",

@@ -2,16 +2,9 @@
 
 import torch
 
+from registration.masks import disk_mask
 from registration.register import RegistrationResult, check_pair
 from registration.transform import rotate_flip
-
-
-def disk_mask(h, w, radius=None, device=None, dtype=torch.float32):
-    """1 on pixels whose centre lies inside the centred disk (default: the inscribed one), else 0."""
-    radius = min(h, w) / 2 if radius is None else radius
-    yy = torch.arange(h, device=device, dtype=dtype)[:, None] - (h - 1) / 2
-    xx = torch.arange(w, device=device, dtype=dtype)[None, :] - (w - 1) / 2
-    return (yy**2 + xx**2 <= radius**2).to(dtype)
 
 
 def register_brute_force(fixed, moving, step_deg=1.0, radius=None, max_elements=2**24):

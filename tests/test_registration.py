@@ -6,8 +6,14 @@ from skimage.registration import phase_cross_correlation
 from skimage.transform import warp_polar
 
 from data import generate_o2mnist, generate_shapes
-from registration import PolarTransform, phase_correlation, register, register_brute_force, rotate_flip
-from registration.brute_force import disk_mask
+from registration import (
+    PolarTransform,
+    disk_mask,
+    phase_correlation,
+    register,
+    register_brute_force,
+    rotate_flip,
+)
 
 
 def angle_error(a, b):
@@ -57,6 +63,17 @@ def test_polar_matches_skimage_warp_polar():
         # ours: angle counter-clockwise, radius (k + 0.5) * R / 10 = skimage column 2k + 1
         ref = ref[(-np.arange(72)) % 72][:, 1::2].T
         np.testing.assert_allclose(ours, ref, atol=1e-10)
+
+
+def test_disk_mask_marks_pixel_centres_inside_the_disk():
+    assert disk_mask.__module__ == "registration.masks"  # shared by models and registration
+    inscribed = torch.ones(4, 4)
+    inscribed[[0, 0, 3, 3], [0, 3, 0, 3]] = 0  # corner centres lie 1.5 * sqrt(2) > 2 from the centre
+    assert torch.equal(disk_mask(4, 4), inscribed)
+    plus = torch.zeros(5, 5)
+    plus[2, 1:4] = plus[1:4, 2] = 1  # radius 1 about pixel (2, 2): the centre and its 4 neighbours
+    assert torch.equal(disk_mask(5, 5, 1.0), plus)
+    assert disk_mask(6, 8, dtype=torch.float64).dtype == torch.float64
 
 
 @pytest.mark.parametrize("shift", [(3, -5), (-7, 2), (0, 0), (12, 15)])
