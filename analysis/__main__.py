@@ -5,6 +5,10 @@ per image with its label, metadata, cluster and outlier score, then the embeddin
 scatter and image mosaic, sample grids per cluster, a gallery of the top outliers, nearest-
 neighbour retrievals, a latent traversal along the first principal axis, the invariance report
 (table and plot) and ``report.md`` with the metrics.
+
+The images are read in the model's training value range (``data.value_range`` of a model
+trained with ``data.rescale = 'minmax'``), whatever the range of the data given: the same
+stored value always gives the same embedding.
 """
 
 import argparse
@@ -12,15 +16,29 @@ import pathlib
 import sys
 
 import numpy as np
+import torch
 
 from analysis import clustering, metrics, outliers, plots, projection
 from analysis.classification import probe_accuracy
 from analysis.invariance import invariance_report
-from analysis.profiles import export_profiles, extract_embeddings, model_provenance
+from analysis.profiles import export_profiles, model_provenance
 
 
 def split_metadata(data_dir, split, n):
-    """The 1-D per-image arrays of ``meta_<split>.npz`` (e.g. source, object id, true angle)."""
+    """The 1-D per-image arrays of ``meta_<split>.npz`` (e.g. source, object id, true angle).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+    split : {'train', 'test'}
+    n : int
+        Number of images of the split; arrays of another length or shape are left out.
+
+    Returns
+    -------
+    dict
+        Name -> array of length ``n`` (empty if the dataset has no ``meta_<split>.npz``).
+    """
     path = pathlib.Path(data_dir) / f"meta_{split}.npz"
     if not path.is_file():
         return {}
@@ -28,28 +46,95 @@ def split_metadata(data_dir, split, n):
         return {k: meta[k] for k in meta.files if meta[k].ndim == 1 and len(meta[k]) == n}
 
 
-def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_images=5000, seed=0):
-    """Run the whole analysis; returns the path of ``report.md``."""
-    import run
-    from data.datasets import ImageDataset, load_dataset
+def load_images(model, data_dir, split="test", max_images=5000):
+    """The first images of a dataset split in the model's input scale [0, 1], with their labels.
 
-    out_dir = pathlib.Path(out_dir)
-    model = run.load_model(run_dir)
-    arrays = load_dataset(data_dir, rescale=model.config.data.rescale)
+    Parameters
+    ----------
+    model : VAE
+        A trained model (``run.load_model``); its training value range
+        (``utils.model_value_range``) is mapped to [0, 1], never the data's own min and max.
+    data_dir : str or Path
+        Dataset directory (see ``data.datasets.load_dataset``).
+    split : {'test', 'train'}
+        The split to read; 'train' when the dataset has no test split.
+    max_images : int
+        Read at most this many images (the first ones).
+
+    Returns
+    -------
+    images : numpy.ndarray of float32, shape (n, c, h, w)
+        ``(x - lo) / (hi - lo)`` of the stored images ``x`` (``data.datasets.to_model_input``), at
+        their stored size (``utils.get_model_embeddings_from_tensors`` resizes them for models
+        trained with ``data.resize``).
+    labels : numpy.ndarray of int64, shape (n,), or None
+    split : str
+        The split read.
+    n_split : int
+        Number of images in the whole split.
+
+    Raises
+    ------
+    data.datasets.DatasetError
+        If the data does not lie in the model's value range, or is not a valid dataset.
+    ValueError
+        If the model uses ``data.rescale = 'minmax'`` but holds no ``data.value_range``.
+    """
+    import utils
+    from data.datasets import load_dataset, to_model_input
+
+    value_range = utils.model_value_range(model)  # raises for a 'minmax' model without a range
+    rescale = model.config.data.rescale
+    arrays = load_dataset(data_dir, rescale=rescale, value_range=value_range if rescale else None)
     if arrays[f"X_{split}"] is None:
         split = "train"
     x, y = arrays[f"X_{split}"], arrays[f"y_{split}"]
     n = min(len(x), max_images)
-    x, y = x[:n], None if y is None else np.asarray(y[:n])
-    dset = ImageDataset(x, y, value_range=arrays["value_range"])
-    images = np.stack([dset[i][0].numpy() for i in range(n)])
+    images = to_model_input(torch.from_numpy(np.array(x[:n], dtype=np.float32)), value_range).numpy()
+    return images, None if y is None else np.asarray(y[:n]), split, len(x)
+
+
+def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_images=5000, seed=0):
+    """Run the whole analysis of one dataset split with one trained model.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Run directory (or ``model.pt``) of a trained model.
+    data_dir : str or Path
+        Dataset directory; its values must lie in the model's training value range.
+    out_dir : str or Path
+        Where the profiles, figures and ``report.md`` are written.
+    split : {'test', 'train'}
+        Split to analyse ('train' when the dataset has no test split).
+    n_clusters : int, optional
+        KMeans clusters (default: the number of labels, else 10).
+    max_images : int
+        Analyse the first ``max_images`` images only.
+    seed : int
+        Seed of clustering, outlier scores, UMAP and the invariance report.
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``report.md``.
+    """
+    import matplotlib.pyplot as plt
+
+    import run
+    import utils
+
+    out_dir = pathlib.Path(out_dir)
+    model = run.load_model(run_dir)
+    images, y, split, n_split = load_images(model, data_dir, split, max_images)
+    n = len(images)
     print(f"embedding {n} {split} images of {data_dir} with {run_dir}")
-    emb = extract_embeddings(model, dset)
+    emb = utils.get_model_embeddings_from_tensors(model, images, rescale=False)
 
     k = n_clusters or (len(np.unique(y)) if y is not None else 10)
     found = clustering.cluster(emb, "kmeans", n_clusters=k, seed=seed)
     scores = outliers.outlier_scores(emb, "isolation_forest", seed=seed)
-    obs = {"image_index": np.arange(n)} | split_metadata(data_dir, split, len(arrays[f"X_{split}"]))
+    obs = {"image_index": np.arange(n)} | split_metadata(data_dir, split, n_split)
     obs = {key: value[:n] for key, value in obs.items()}
     if y is not None:
         obs["label"] = y
@@ -58,22 +143,32 @@ def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_image
 
     points = projection.umap(emb, seed=seed)
     colour = y if y is not None else found
-    plots.scatter(points, colour, title="UMAP of embeddings", path=out_dir / "umap.png")
-    plots.mosaic(points, images, grid=24, path=out_dir / "umap_mosaic.png", title="UMAP mosaic")
-    plots.cluster_samples(images, found, emb, n=10, mode="typical", path=out_dir / "clusters_typical.png")
-    plots.cluster_samples(
-        images, found, emb, n=10, mode="random", seed=seed, path=out_dir / "clusters_random.png"
-    )
-    plots.outlier_gallery(images, scores, top=24, path=out_dir / "outliers.png")
-    plots.knn_retrieval(images, emb, queries=np.arange(min(6, n)), k=8, path=out_dir / "knn_retrieval.png")
-    plots.latent_traversal(model, emb, component=0, path=out_dir / "latent_traversal.png")
+    figures = [
+        plots.scatter(points, colour, title="UMAP of embeddings", path=out_dir / "umap.png"),
+        plots.mosaic(points, images, grid=24, path=out_dir / "umap_mosaic.png", title="UMAP mosaic"),
+        plots.cluster_samples(
+            images, found, emb, n=10, mode="typical", path=out_dir / "clusters_typical.png"
+        ),
+        plots.cluster_samples(
+            images, found, emb, n=10, mode="random", seed=seed, path=out_dir / "clusters_random.png"
+        ),
+        plots.outlier_gallery(images, scores, top=24, path=out_dir / "outliers.png"),
+        plots.knn_retrieval(
+            images, emb, queries=np.arange(min(6, n)), k=8, path=out_dir / "knn_retrieval.png"
+        ),
+        plots.latent_traversal(model, emb, component=0, path=out_dir / "latent_traversal.png"),
+    ]
     report = invariance_report(model, images[: min(n, 500)], seed=seed)
-    plots.invariance_plot(report, path=out_dir / "invariance.png")
+    figures.append(plots.invariance_plot(report, path=out_dir / "invariance.png"))
+    for fig in figures:  # saved; pyplot would keep them open for the life of the process
+        plt.close(fig)
 
+    lo, hi = utils.model_value_range(model)
     lines = [
         f"# Analysis of {data_dir} ({split}, {n} images)",
         "",
         f"Model: `{run_dir}` ({model.config.model.encoder} encoder, zdim {model.config.model.zdim}).",
+        f"Stored values [{lo:g}, {hi:g}] (the model's training range) are mapped to [0, 1].",
         "",
         f"## Clusters (KMeans, k = {k})",
         "",
@@ -87,8 +182,12 @@ def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_image
     else:
         sizes = np.bincount(found)
         lines.append(f"- no labels; cluster sizes: {sizes.tolist()}")
-    lines += ["", "![UMAP](umap.png)", "![mosaic](umap_mosaic.png)", "![clusters](clusters_typical.png)", ""]
+    lines += ["", "![UMAP](umap.png)", "![mosaic](umap_mosaic.png)", ""]
+    lines += ["Members nearest each cluster's centre, then random members:", ""]
+    lines += ["![typical members](clusters_typical.png)", "![random members](clusters_random.png)", ""]
     lines += ["## Outliers (isolation forest)", "", "![outliers](outliers.png)", ""]
+    lines += ["## Nearest neighbours in embedding space", "", "![retrievals](knn_retrieval.png)", ""]
+    lines += ["## Latent traversal (first principal axis)", "", "![traversal](latent_traversal.png)", ""]
     lines += ["## Invariance (relative embedding change)", "", "| transform | change |", "|---|---|"]
     lines += [f"| {name} | {value:.2e} |" for name, value in report.items()]
     lines += ["", "![invariance](invariance.png)", ""]
@@ -99,6 +198,7 @@ def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_image
 
 
 def main(argv=None):
+    """Command line: ``python -m analysis RUN_DIR --data DATA_DIR --out OUT_DIR``; see :func:`analyse`."""
     parser = argparse.ArgumentParser(description=__doc__.split(":")[0])
     parser.add_argument("run_dir", help="run directory (or model.pt) of a trained model")
     parser.add_argument("--data", required=True, help="dataset directory")

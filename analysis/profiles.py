@@ -1,4 +1,7 @@
-"""Embeddings of whole datasets and their export as morphological profiles (CSV, Parquet, AnnData)."""
+"""Export of embeddings as morphological profiles (CSV, Parquet, AnnData).
+
+Embeddings come from ``utils.get_model_embeddings_from_tensors``, the one embedding function.
+"""
 
 import json
 import pathlib
@@ -6,40 +9,31 @@ import pathlib
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from data.io import atomic_write
 
 FORMATS = ("csv", "parquet", "h5ad")
 
 
-def extract_embeddings(model, data, batch_size=256, device=None, progress=True):
-    """Embed a dataset or an image array of any size, streaming batches.
+def profiles_table(embeddings, obs=None):
+    """A table with one row per object: the ``obs`` columns, then the embedding.
 
     Parameters
     ----------
-    model : VAE
-        A trained model (``run.load_model``).
-    data : Dataset or array, shape (n, c, h, w)
-        A torch Dataset yielding ``(image, label)`` (e.g. ``data.datasets.ImageDataset``,
-        memory-mapped or not) or an array/tensor of images in [0, 1].
+    embeddings : array, shape (n, d)
+    obs : dict or DataFrame, optional
+        Per-object annotations with ``n`` rows (default: one ``index`` column ``0 ... n-1``).
 
     Returns
     -------
-    numpy.ndarray, shape (n, zdim)
+    pandas.DataFrame
+        The ``obs`` columns, then ``z0 ... z{d-1}``.
+
+    Raises
+    ------
+    ValueError
+        If ``obs`` does not have one row per embedding.
     """
-    import utils
-
-    if isinstance(data, Dataset):
-        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
-        return utils.get_model_embeddings_from_loader(model, loader, device=device, progress=progress)
-    return utils.get_model_embeddings_from_tensors(
-        model, data, batch_size=batch_size, device=device, progress=progress
-    )
-
-
-def profiles_table(embeddings, obs=None):
-    """A table with one row per object: the ``obs`` columns, then ``z0 ... z{d-1}``."""
     embeddings = np.asarray(embeddings)
     obs = pd.DataFrame(obs if obs is not None else {"index": np.arange(len(embeddings))})
     if len(obs) != len(embeddings):
@@ -104,7 +98,20 @@ def export_profiles(embeddings, path, obs=None, uns=None, formats=FORMATS):
 
 
 def model_provenance(model, run_dir=None):
-    """Plain-data description of where embeddings came from: config, versions, run directory."""
+    """Plain-data description of where embeddings came from (the ``uns`` of :func:`export_profiles`).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; its ``config`` (if any) is stored whole.
+    run_dir : str or Path, optional
+
+    Returns
+    -------
+    dict
+        ``config`` (a dict or None), ``versions`` (Python and library versions now), ``run_dir``
+        and ``torch_device`` (where the model's parameters are).
+    """
     from models.build import library_versions
 
     config = getattr(model, "config", None)

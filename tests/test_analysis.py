@@ -1,4 +1,8 @@
 import doctest
+import itertools
+import pathlib
+import re
+import struct
 
 import anndata
 import numpy as np
@@ -10,6 +14,8 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from analysis import clustering, metrics, outliers, plots, projection
 from analysis.classification import probe_accuracy
 from analysis.profiles import export_profiles, profiles_table
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def blobs(n_per=40, k=4, d=6, spread=0.2, seed=0):
@@ -216,11 +222,41 @@ def test_cluster_samples_and_outlier_gallery_show_the_right_objects():
     assert titles == [f"#{rank} ({scores[i]:.2f})" for rank, i in enumerate(order)]
 
 
+def readme_analysis_figures():
+    """The figure files that the README's Analysis section promises."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("\n## Analysis\n") :]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(r"`(\w+\.png)`", section)
+
+
+def png_size(path):
+    """Width and height from a PNG's header (and a check that it is one)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    return struct.unpack(">II", data[16:24])
+
+
+def best_one_to_one_matches(table):
+    """Most objects on the diagonal over every one-to-one matching of rows to columns (brute force)."""
+    n = max(table.shape)
+    square = np.zeros((n, n), dtype=int)
+    square[: table.shape[0], : table.shape[1]] = table
+    return max(square[np.arange(n), list(perm)].sum() for perm in itertools.permutations(range(n)))
+
+
+def report_numbers(text):
+    """``name -> value`` of the ``- name: value`` lines of report.md."""
+    return dict(re.findall(r"^- (\w+): ([0-9.]+)$", text, flags=re.M))
+
+
 def test_cli_writes_every_promised_file(tmp_path, monkeypatch):
     import run
+    import utils
     from analysis.__main__ import main
     from configs.schema import load_config
     from data import generate_shapes
+    from data.datasets import load_dataset
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     data = tmp_path / "shapes"
@@ -249,8 +285,91 @@ def test_cli_writes_every_promised_file(tmp_path, monkeypatch):
     )
     text = report.read_text()
     assert "purity" in text and "logistic probe accuracy" in text and "| rot90 |" in text
+
+    # every figure the README promises: a real PNG, shown in report.md
+    figures = readme_analysis_figures()
+    assert set(expected) - set(figures) == {"profiles.h5ad", "profiles.parquet", "profiles.csv"}
+    assert "latent_traversal.png" in figures
+    for name in figures:
+        assert (out / name).stat().st_size > 5000, name
+        width, height = png_size(out / name)
+        assert width >= 200 and height >= 100, (name, width, height)
+        assert f"]({name})" in text, name
+
+    # the profiles: the test images in order, their labels, and their embeddings by the one embedding function
+    arrays = load_dataset(data)
+    np.testing.assert_array_equal(table["image_index"], np.arange(48))
+    np.testing.assert_array_equal(table["label"], arrays["y_test"])
+    z = table[[f"z{i}" for i in range(4)]].to_numpy()
+    assert list(table.columns[-4:]) == ["z0", "z1", "z2", "z3"]
+    expected_z = utils.get_model_embeddings_from_tensors(
+        run.load_model(run_dir), arrays["X_test"], progress=False
+    )
+    np.testing.assert_allclose(z, expected_z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(table["cluster"], clustering.cluster(z, "kmeans", n_clusters=6, seed=0))
+
+    # the report's clustering scores, recomputed from the profiles without analysis.metrics
+    counts = pd.crosstab(table["cluster"], table["label"]).to_numpy()
+    assert counts.shape == (6, 6)
+    numbers = report_numbers(text)
+    assert numbers["purity"] == f"{counts.max(axis=1).sum() / 48:.3f}"
+    assert numbers["hungarian_accuracy"] == f"{best_one_to_one_matches(counts) / 48:.3f}"
+    assert numbers["ari"] == f"{adjusted_rand_score(table['label'], table['cluster']):.3f}"
+    assert numbers["nmi"] == f"{normalized_mutual_info_score(table['label'], table['cluster']):.3f}"
     with pytest.raises(SystemExit, match="already holds files"):
         main([str(run_dir), "--data", str(data), "--out", str(out)])
+
+
+def test_cli_reads_data_in_the_models_value_range_not_its_own(tmp_path):
+    """A 'minmax' model trained on [0, 255] embeds data holding only 0..100 as x / 255, not x / max(x)."""
+    import run
+    from analysis.__main__ import load_images, main
+    from configs.schema import load_config
+    from data.datasets import DatasetError
+    from data.generate_shapes import make_shapes
+    from models.build import save_checkpoint
+
+    config = load_config("configs.config_tiny", ["data.rescale=minmax", "data.value_range=[0.0, 255.0]"])
+    torch.manual_seed(0)
+    model = run.build_model_from_config(config)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_checkpoint(run_dir / "model.pt", model, torch.optim.Adam(model.parameters()), 1, config, None, {})
+    model = run.load_model(run_dir)
+    assert model.config.data.value_range == [0.0, 255.0]
+
+    data = tmp_path / "dim_data"  # no labels, values 0 .. 100 only
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 30)):
+        np.save(data / f"X_{split}.npy", np.round(make_shapes(n, rng, size=16)[0] * 100.0))
+    stored = np.load(data / "X_test.npy")
+    assert stored.min() == 0 and 90 < stored.max() <= 100
+
+    images, labels, split, n_split = load_images(model, data)
+    assert (split, n_split, labels) == ("test", 30, None)
+    np.testing.assert_allclose(images, stored / 255.0, rtol=1e-6)
+
+    import matplotlib.pyplot as plt
+
+    open_figures = set(plt.get_fignums())
+    out = tmp_path / "analysis"
+    report = main([str(run_dir), "--data", str(data), "--out", str(out), "--n-clusters", "3"])
+    assert set(plt.get_fignums()) == open_figures  # every figure closed once saved
+    table = pd.read_parquet(out / "profiles.parquet")
+    z = table[[f"z{i}" for i in range(4)]].to_numpy()
+    with torch.no_grad():
+        expected = model.encoder(torch.from_numpy(stored / 255.0).float())[0].numpy()
+        own_range = model.encoder(torch.from_numpy(stored / stored.max()).float())[0].numpy()
+    np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(own_range - expected).max() > 1e-3  # the data's own range gives other embeddings
+    text = report.read_text()
+    assert "Stored values [0, 255]" in text and "no labels; cluster sizes" in text
+    assert "label" not in table.columns
+
+    np.save(data / "X_test.npy", stored * 3.0)  # outside the model's range: refused, not rescaled
+    with pytest.raises(DatasetError, match=r"must lie in the range \[0, 255\]"):
+        load_images(model, data)
 
 
 class FlattenEmbedding(torch.nn.Module):
