@@ -8,6 +8,7 @@ from skimage.transform import warp_polar
 from data import generate_o2mnist, generate_shapes
 from registration import (
     PolarTransform,
+    RegistrationResult,
     disk_mask,
     phase_correlation,
     register,
@@ -210,6 +211,15 @@ def test_apply_is_differentiable():
     moving = x.flip(-1).clone().requires_grad_(True)
     result.apply(moving).sum().backward()
     assert moving.grad.abs().sum() > 0
+    # the gradient is the warp's own (float64, a few pixels: finite differences are exact enough)
+    small = RegistrationResult(
+        torch.tensor([37.5, 301.2]),
+        torch.tensor([True, False]),
+        torch.tensor([[0.4, -1.3], [0.0, 2.1]]),
+        torch.ones(2),
+    )
+    y = torch.rand(2, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.autograd.gradcheck(small.apply, (y.requires_grad_(True),))
 
 
 @pytest.mark.parametrize(

@@ -36,12 +36,17 @@ def test_arbitrary_angle_matches_skimage_rotate():
         np.testing.assert_allclose(ours[inner], ref[inner], atol=1e-6)
 
 
-def test_per_image_angles_and_flips(images):
-    angle = torch.tensor([0.0, 90.0, 180.0])
-    flip = torch.tensor([True, False, True])
-    out = rotate_flip(images, angle, flip)
-    for i in range(3):
-        assert torch.allclose(out[i : i + 1], rotate_flip(images[i : i + 1], angle[i], flip[i]), atol=1e-6)
+@pytest.mark.parametrize("flip", [[True, False, True, False], [False, True, False, True]])
+def test_per_image_angles_and_flips(images, flip):
+    x = torch.cat([images, images[:1].flip(-2)])  # four different images
+    angle = torch.tensor([0.0, 90.0, 180.0, 270.0])
+    flip = torch.tensor(flip)
+    out = rotate_flip(x, angle, flip)
+    for i in range(4):
+        # image i: mirrored (if flip[i]), then rotated by i quarter turns, exactly
+        expected = torch.rot90(x[i].flip(-1) if flip[i] else x[i], i, dims=(-2, -1))
+        assert torch.allclose(out[i], expected, atol=1e-5)
+        assert torch.allclose(out[i : i + 1], rotate_flip(x[i : i + 1], angle[i], flip[i]), atol=1e-6)
 
 
 def test_integer_shift_moves_content(images):
@@ -67,6 +72,15 @@ def test_gradients_flow_to_the_image(images):
     x = images.clone().requires_grad_(True)
     rotate_flip(x, 33.0, True).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_gradient_matches_finite_differences(mode):
+    x = torch.rand(2, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    angle, flip, shift = torch.tensor([33.0, 250.0]), torch.tensor([True, False]), torch.tensor([0.3, -1.2])
+    assert torch.autograd.gradcheck(
+        lambda x: rotate_flip(x, angle, flip, shift, mode=mode), (x.requires_grad_(True),)
+    )
 
 
 def test_bad_input():
