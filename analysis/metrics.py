@@ -37,15 +37,24 @@ def knn_accuracy(train_embeddings, train_labels, test_embeddings, test_labels, k
 
 
 def _contingency(labels_true, labels_cluster):
+    """Counts of objects per (cluster, true label): rows are clusters, columns labels."""
     _, t = np.unique(labels_true, return_inverse=True)
     _, c = np.unique(labels_cluster, return_inverse=True)
     table = np.zeros((c.max() + 1, t.max() + 1), dtype=np.int64)
     np.add.at(table, (c, t), 1)
-    return table  # rows: clusters, columns: true labels
+    return table
 
 
 def cluster_purity(labels_true, labels_cluster):
     """Fraction of objects whose cluster's majority label is their own label.
+
+    Parameters
+    ----------
+    labels_true, labels_cluster : arrays, shape (n,)
+
+    Returns
+    -------
+    float
 
     Examples
     --------
@@ -61,6 +70,14 @@ def hungarian_accuracy(labels_true, labels_cluster):
 
     Unlike purity, it does not reward splitting a class into many clusters.
 
+    Parameters
+    ----------
+    labels_true, labels_cluster : arrays, shape (n,)
+
+    Returns
+    -------
+    float
+
     Examples
     --------
     >>> hungarian_accuracy([0, 0, 1, 1], [1, 1, 0, 0])
@@ -74,7 +91,17 @@ def hungarian_accuracy(labels_true, labels_cluster):
 
 
 def clustering_scores(labels_true, labels_cluster):
-    """Purity, Hungarian accuracy, adjusted Rand index and normalised mutual information."""
+    """Purity, Hungarian accuracy, adjusted Rand index and normalised mutual information.
+
+    Parameters
+    ----------
+    labels_true, labels_cluster : arrays, shape (n,)
+
+    Returns
+    -------
+    dict
+        ``purity``, ``hungarian_accuracy``, ``ari`` and ``nmi``, as floats.
+    """
     return {
         "purity": cluster_purity(labels_true, labels_cluster),
         "hungarian_accuracy": hungarian_accuracy(labels_true, labels_cluster),
@@ -84,7 +111,20 @@ def clustering_scores(labels_true, labels_cluster):
 
 
 def kmeans_purity(embeddings, labels, n_clusters, seed=0):
-    """Purity of KMeans clusters of ``embeddings`` against ``labels``."""
+    """Purity of KMeans clusters of ``embeddings`` against ``labels``.
+
+    Parameters
+    ----------
+    embeddings : array, shape (n, d)
+    labels : array, shape (n,)
+    n_clusters : int
+    seed : int
+        Random state of KMeans (see :func:`analysis.clustering.cluster`).
+
+    Returns
+    -------
+    float
+    """
     from analysis.clustering import cluster
 
     return cluster_purity(labels, cluster(embeddings, "kmeans", n_clusters, seed=seed))

@@ -1,5 +1,9 @@
-"""Figures of embeddings and images. Each function returns the Figure and, given ``path``,
-also saves it (the extension picks PNG or PDF)."""
+"""Figures of embeddings and images.
+
+Each function returns the Figure and, given ``path``, also saves it (the extension picks PNG or
+PDF). Images are ``(n, c, h, w)`` arrays in [0, 1] (the first channel, or the first three as RGB,
+is shown); close figures with ``matplotlib.pyplot.close`` when done.
+"""
 
 import matplotlib
 
@@ -12,7 +16,19 @@ from data.io import atomic_write  # noqa: E402
 
 
 def save(fig, path=None, dpi=120):
-    """Save ``fig`` atomically to ``path`` (PNG or PDF by extension) if a path is given."""
+    """Save ``fig`` atomically to ``path`` (PNG or PDF by extension) if a path is given.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str or Path, optional
+    dpi : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig``.
+    """
     if path is not None:
         fmt = str(path).rsplit(".", 1)[-1]
         atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format=fmt, bbox_inches="tight"))
@@ -20,6 +36,7 @@ def save(fig, path=None, dpi=120):
 
 
 def _show(ax, image, title=None):
+    """Draw one image ``(c, h, w)`` in [0, 1] on ``ax`` without ticks."""
     image = np.asarray(image)
     ax.imshow(image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1), cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
@@ -29,7 +46,23 @@ def _show(ax, image, title=None):
 
 
 def image_rows(rows, row_labels=None, titles=None, path=None, size=1.0):
-    """Rows of images ``[(n_i, c, h, w), ...]``, one labelled row each."""
+    """Rows of images, one labelled row each.
+
+    Parameters
+    ----------
+    rows : list of arrays, shapes (n_i, c, h, w)
+    row_labels : list of str, optional
+        Written left of each row.
+    titles : list of lists of str, optional
+        A title per image.
+    path : str or Path, optional
+    size : float
+        Inches per image.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     ncols = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(ncols * size, len(rows) * size * 1.1), squeeze=False)
     for i, row in enumerate(rows):
@@ -45,7 +78,23 @@ def image_rows(rows, row_labels=None, titles=None, path=None, size=1.0):
 
 
 def scatter(points, labels=None, title=None, path=None, s=4):
-    """2-D projection coloured by label or cluster; the legend grows columns past 10 classes."""
+    """2-D projection coloured by label or cluster.
+
+    Parameters
+    ----------
+    points : array, shape (n, 2)
+    labels : array, shape (n,), optional
+        Label or cluster per point (one colour each, with a legend that grows a column per 20
+        classes); grey points without.
+    title : str, optional
+    path : str or Path, optional
+    s : float
+        Marker size.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     points = np.asarray(points)
     fig, ax = plt.subplots(figsize=(6.5, 5))
     if labels is None:
@@ -75,8 +124,24 @@ def scatter(points, labels=None, title=None, path=None, s=4):
 
 
 def mosaic(points, images, grid=20, path=None, title=None):
-    """Embedding projector: on a ``grid x grid`` lattice over the 2-D points, the image of the
-    object nearest to each occupied cell's centre is drawn there."""
+    """Embedding projector: the image of an object in every occupied cell of a lattice over the points.
+
+    Parameters
+    ----------
+    points : array, shape (n, 2)
+        2-D projection of the embeddings (e.g. :func:`analysis.projection.umap`).
+    images : array, shape (n, c, h, w)
+        Images in [0, 1]; the first channel is drawn.
+    grid : int
+        The lattice is ``grid x grid`` cells over the points' bounding box; each occupied cell
+        shows the object nearest its centre, on black.
+    path : str or Path, optional
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     points, images = np.asarray(points, dtype=np.float64), np.asarray(images)
     lo, hi = points.min(0), points.max(0)
     cell = (points - lo) / np.maximum(hi - lo, 1e-12) * (grid - 1e-9)
@@ -138,14 +203,35 @@ def cluster_samples(images, clusters, embeddings=None, n=8, mode="random", seed=
 
 
 def reconstructions(inputs, recons, path=None):
-    """Inputs (top row) above their aligned reconstructions (bottom row)."""
+    """Inputs (top row) above their aligned reconstructions (bottom row).
+
+    Parameters
+    ----------
+    inputs, recons : arrays, shape (n, c, h, w)
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     return image_rows([np.asarray(inputs), np.asarray(recons)], ["input", "aligned\nrecon."], path=path)
 
 
 def outlier_gallery(images, scores, top=16, path=None):
-    """The ``top`` most unusual objects, titled with their score, most unusual first.
+    """The ``top`` most unusual objects, titled with their rank and score, most unusual first.
 
-    The order is :func:`analysis.outliers.rank_outliers` of ``scores`` (higher is more unusual).
+    Parameters
+    ----------
+    images : array, shape (n, c, h, w)
+    scores : array, shape (n,)
+        Higher is more unusual; ordered by :func:`analysis.outliers.rank_outliers`.
+    top : int
+        Number of objects shown, 8 per row.
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     order = rank_outliers(scores, top=top)
     ncols = min(8, top)
@@ -158,7 +244,22 @@ def outlier_gallery(images, scores, top=16, path=None):
 
 
 def knn_retrieval(images, embeddings, queries, k=7, path=None):
-    """For each query index: the query, then its ``k`` nearest neighbours in embedding space."""
+    """For each query, a row: the query, then its ``k`` nearest neighbours in embedding space.
+
+    Parameters
+    ----------
+    images : array, shape (n, c, h, w)
+    embeddings : array, shape (n, d)
+    queries : sequence of int
+        Indices of the query objects.
+    k : int
+        Neighbours per query (Euclidean, the query itself excluded), titled with their distance.
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     emb = np.asarray(embeddings)
     rows, titles = [], []
     for q in queries:
@@ -171,7 +272,19 @@ def knn_retrieval(images, embeddings, queries, k=7, path=None):
 
 
 def invariance_plot(report, path=None):
-    """Bar chart of relative embedding change per transform (see analysis.invariance.invariance_report)."""
+    """Bar chart of the relative embedding change per transform, on a log scale.
+
+    Parameters
+    ----------
+    report : dict
+        Transform name -> change, e.g. :func:`analysis.invariance.invariance_report`; bars under
+        1e-3 are grey.
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     names, values = list(report), list(report.values())
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.bar(range(len(values)), values, color=["0.6" if v < 1e-3 else "C0" for v in values])
@@ -183,7 +296,25 @@ def invariance_plot(report, path=None):
 
 
 def latent_traversal(model, embeddings, component=0, steps=9, spread=2.0, path=None):
-    """Images decoded along a principal axis of the embeddings, from -spread to +spread s.d."""
+    """Images decoded along a principal axis of the embeddings.
+
+    Parameters
+    ----------
+    model : VAE
+        Its ``decode`` maps embeddings to images (run in eval mode).
+    embeddings : array, shape (n, d)
+    component : int
+        Principal axis (0: the first).
+    steps : int
+        Number of images, evenly spaced from the mean - ``spread`` to + ``spread`` standard
+        deviations along the axis.
+    spread : float
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     import torch
     from sklearn.decomposition import PCA
 

@@ -8,13 +8,39 @@ from sklearn.neighbors import NearestNeighbors
 
 
 def pca(embeddings, n_components=2, seed=0):
-    """Principal-component coordinates ``(n, n_components)``."""
+    """Principal-component coordinates.
+
+    Parameters
+    ----------
+    embeddings : array, shape (n, d)
+    n_components : int
+    seed : int
+        Random state of scikit-learn's PCA (used by its randomised solver).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, n_components)
+    """
     return PCA(n_components=n_components, random_state=seed).fit_transform(np.asarray(embeddings))
 
 
 def umap(embeddings, n_neighbors=15, min_dist=0.1, seed=0):
-    """UMAP coordinates ``(n, 2)`` (umap-learn), reproducible for a given seed.
+    """UMAP coordinates (umap-learn), reproducible for a given seed.
 
+    Parameters
+    ----------
+    embeddings : array, shape (n, d)
+    n_neighbors : int
+        Neighbourhood size (at most ``n - 1``).
+    min_dist : float
+    seed : int
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n, 2)
+
+    Notes
+    -----
     The nearest neighbours are computed exactly with scikit-learn and handed to UMAP, which
     skips its own approximate search, whose numba compilation costs about a minute per process.
     """
