@@ -25,7 +25,7 @@ from analysis.profiles import export_profiles, model_provenance
 
 
 def split_metadata(data_dir, split, n):
-    """The 1-D per-image arrays of ``meta_<split>.npz`` (e.g. source, object id, true angle).
+    """Per-image metadata of a split: ``metadata.parquet`` (``data.prepare``) or ``meta_<split>.npz``.
 
     Parameters
     ----------
@@ -37,9 +37,18 @@ def split_metadata(data_dir, split, n):
     Returns
     -------
     dict
-        Name -> array of length ``n`` (empty if the dataset has no ``meta_<split>.npz``).
+        Name -> array of length ``n`` (e.g. source image, object id, centroid, true angle);
+        empty if the dataset has neither file.
     """
-    path = pathlib.Path(data_dir) / f"meta_{split}.npz"
+    data_dir = pathlib.Path(data_dir)
+    if (data_dir / "metadata.parquet").is_file():
+        import pandas as pd
+
+        table = pd.read_parquet(data_dir / "metadata.parquet")
+        rows = table[table["split"] == split].sort_values("index_in_split")
+        columns = rows.drop(columns=["split", "index_in_split"])
+        return {k: columns[k].to_numpy() for k in columns.columns} if len(rows) == n else {}
+    path = data_dir / f"meta_{split}.npz"
     if not path.is_file():
         return {}
     with np.load(path, allow_pickle=False) as meta:

@@ -249,3 +249,18 @@ def test_nothing_usable_is_an_error(tmp_path):
         tifffile.imwrite(images / "b.tif", np.ones((30, 30), np.float32))
         (masks / "a.tif").rename(masks / "c.tif")
         prepare_dataset(tmp_path / "out", images=images, masks=masks, progress=False)
+
+
+def test_analysis_reads_the_metadata_of_each_split_in_image_order(label_images, tmp_path):
+    from analysis.__main__ import split_metadata
+
+    images, masks, truth = label_images
+    out = tmp_path / "data"
+    prepare_dataset(out, images=images, masks=masks, size=SIZE, mask_mode="mask", progress=False)
+    x = np.load(out / "X_train.npy")
+    meta = split_metadata(out, "train", len(x))
+    assert len(meta["source_image"]) == len(x) and "split" not in meta
+    for crop, name, label in zip(x, meta["source_image"], meta["object_id"], strict=True):
+        area = (truth[name][1] == label).sum()  # the crop at index i is the object of row i
+        assert abs((crop[0] > 0.5).sum() - area) <= 0.25 * area
+    assert split_metadata(out, "train", len(x) + 1) == {}
