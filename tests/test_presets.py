@@ -19,6 +19,7 @@ O2_PRESETS = [p for p in PRESETS if load_config(f"configs.{p}").model.encoder ==
 # (encoder, decoder, total) parameters, counted as run.py prints them (every parameter, e2cnn's
 # frozen batch-norm eps included); the same figures as the table in BENCHMARKS.md
 PARAMETERS = {
+    "config_mefs": (115_103, 309_649, 424_752),
     "config_nuclei": (102_719, 211_345, 314_064),
     "config_o2mnist": (76_519, 239_985, 316_504),
     "config_o2mnist_fast": (76_519, 239_985, 316_504),
