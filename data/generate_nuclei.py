@@ -11,33 +11,38 @@ Sources (files read by path from installed PyPI packages; none of them is import
 
 Where a source has no labels, nuclei are segmented with a smoothed Otsu threshold (of log
 intensities where a few nuclei are much brighter than the rest) and a distance-transform
-watershed. Each source is rescaled so that its median nucleus diameter is half the crop size;
+watershed. The crops are made by ``data.prepare``, the code path users' own images take: each
+source is rescaled so that its median nucleus diameter (of equal area) is half the crop size;
 every object is cropped around its centroid to ``size x size``, the background (everything
 outside the object's mask) is set to zero and intensities are mapped to [0, 1] (object's 1st to
 99.5th percentile). Objects touching the image border or not fitting inside the crop's
-inscribed disk are dropped. ``meta_<split>.npz`` keeps the source image, z-slice or frame,
-object id and centroid of every crop.
+inscribed disk are dropped. ``metadata.parquet`` keeps the source package, z-slice or frame,
+object id, centroid, bounding box and scale of every crop.
 
 Usage: python data/generate_nuclei.py [--size 64] [--test-fraction 0.2] [--seed 0] [--out data/nuclei]
 """
 
 import argparse
+import collections
 import importlib.util
 import pathlib
 import sys
 
 import numpy as np
+import pandas as pd
 import tifffile
 from scipy import ndimage as ndi
-from skimage import feature, filters, io, measure, morphology, segmentation, transform
+from skimage import feature, filters, io, measure, morphology, segmentation
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from data import prepare  # noqa: E402
 from data.cli import add_output_arguments, image_size  # noqa: E402
-from data.io import prepare_output_dir, save_sample_grid, save_split  # noqa: E402
+from data.io import prepare_output_dir  # noqa: E402
 
 DIAMETER_FRACTION = 0.5  # median nucleus diameter as a fraction of the crop size
 MIN_AREA = 80  # pixels in the source image; smaller objects are debris or fragments
 TIMELAPSE_FRAME_STEP = 3
+PERCENTILES = (1.0, 99.5)  # of each object's pixels, mapped to 0 and 1
 
 
 def package_file(package, relative):
@@ -96,56 +101,54 @@ def iter_sources():
     yield "mahotas/nuclear", 0, img, segment_nuclei(img, log=True)
 
 
-def crop_object(img, mask, centroid, zoom, size):
-    """Crop ``size x size`` around ``centroid`` after scaling by ``zoom``, zeroing outside ``mask``.
+def make_nuclei(size=64, test_fraction=0.2, seed=0):
+    """Crops, their metadata table and the summary of every nucleus of every source, via ``data.prepare``.
 
-    Returns the normalised crop, or None if the object does not fit inside the inscribed disk.
+    Returns
+    -------
+    x : numpy.ndarray of float32, shape (n, 1, size, size)
+    meta : pandas.DataFrame
+        One row per crop (``data.prepare.object_table`` columns, ``source`` package, ``index``
+        (z-slice or frame), ``split``, ``index_in_split``), in the order of ``x``.
+    summary : dict
+        For ``prepare.json``.
     """
-    centre = (size - 1) / 2
-    # output pixel (r, c) samples the source at centroid + ((r, c) - centre) / zoom
-    tf = transform.AffineTransform(scale=1 / zoom, translation=np.asarray(centroid[::-1]) - centre / zoom)
-    crop = transform.warp(img.astype(np.float64), tf, output_shape=(size, size), order=1, preserve_range=True)
-    inside = transform.warp(mask.astype(np.float64), tf, output_shape=(size, size), order=1) > 0.5
-    yy, xx = np.mgrid[:size, :size] - centre
-    if not inside.any() or np.hypot(yy, xx)[inside].max() > size / 2 - 1:
-        return None
-    lo, hi = np.percentile(crop[inside], [1, 99.5])
-    return np.where(inside, np.clip((crop - lo) / max(hi - lo, 1e-6), 0, 1), 0).astype(np.float32)
-
-
-def make_nuclei(size=64):
-    """Crops and per-crop metadata (``source``, ``index``, ``object_id``, ``centroid``) from every source."""
-    crops, meta = [], {"source": [], "index": [], "object_id": [], "centroid": []}
-    by_source = {}
+    by_package = {}
     for name, index, img, labels in iter_sources():
-        by_source.setdefault(name, []).append((index, img, labels))
-    for name, images in by_source.items():
-        props = [
-            (index, img, labels, p)
-            for index, img, labels in images
-            for p in measure.regionprops(labels)
-            if p.area >= MIN_AREA
-        ]
-        zoom = DIAMETER_FRACTION * size / np.median([p.equivalent_diameter_area for *_, p in props])
-        kept = 0
-        for index, img, labels, p in props:
-            r0, c0, r1, c1 = p.bbox
-            if r0 == 0 or c0 == 0 or r1 == img.shape[0] or c1 == img.shape[1]:
-                continue
-            crop = crop_object(img, labels == p.label, p.centroid, zoom, size)
-            if crop is None:
-                continue
-            crops.append(crop)
-            for key, value in (
-                ("source", name),
-                ("index", index),
-                ("object_id", p.label),
-                ("centroid", p.centroid),
-            ):
-                meta[key].append(value)
-            kept += 1
-        print(f"  {name}: {kept} of {len(props)} objects kept (zoom {zoom:.2f})")
-    return np.stack(crops)[:, None], {k: np.asarray(v) for k, v in meta.items()}
+        # one Source per image and object set: the napari stack gives one slice per nucleus
+        source = prepare.Source(f"{name}/{index}/{len(by_package.get(name, []))}", img, labels)
+        by_package.setdefault(name, []).append((source, index))
+    crops, insides, kept, factors, rows = [], [], [], [], []
+    dropped = collections.Counter()
+    for name, items in by_package.items():
+        sources = [source for source, _ in items]
+        objects, found_dropped = prepare.collect_objects(sources, min_area=MIN_AREA, progress=False)
+        dropped += found_dropped
+        diameters = np.sqrt(4 * np.array([o.area for o in objects]) / np.pi)
+        zoom = DIAMETER_FRACTION * size / np.median(diameters)
+        c, i, k, f = prepare.crop_objects(
+            objects, [zoom] * len(objects), size, dropped=dropped, progress=False
+        )
+        crops, insides, kept, factors = crops + c, insides + i, kept + k, factors + f
+        rows += [(source.name, name, index) for source, index in items]
+        print(f"  {name}: {len(k)} of {len(objects)} objects kept (zoom {zoom:.2f})")
+    crops, _ = prepare.normalise(crops, insides, "per-object", PERCENTILES)
+    x = np.stack([prepare.apply_mask_mode(c, m, "intensity") for c, m in zip(crops, insides, strict=True)])
+    table = pd.DataFrame(rows, columns=["file", "source", "index"]).set_index("file")
+    meta = prepare.object_table(kept, factors, table)
+    # crops of one cell in several timelapse frames are not independent; the split is per crop
+    is_test = prepare.split_groups(list(range(len(meta))), test_fraction, seed)
+    meta.insert(0, "split", np.where(is_test, "test", "train"))
+    meta.insert(1, "index_in_split", meta.groupby("split").cumcount())
+    summary = {
+        "n_objects": {split: int((meta["split"] == split).sum()) for split in ("train", "test")},
+        "dropped": dict(dropped),
+        "normalisation": {"rule": "per-object", "percentiles": list(PERCENTILES)},
+        "options": {"size": size, "mask_mode": "intensity", "diameter_fraction": DIAMETER_FRACTION,
+                    "min_area": MIN_AREA, "test_fraction": test_fraction, "seed": seed},
+        "command": sys.argv,
+    }  # fmt: skip
+    return x, meta, summary
 
 
 def main(argv=None):
@@ -155,18 +158,8 @@ def main(argv=None):
     add_output_arguments(parser, pathlib.Path(__file__).parent / "nuclei")
     args = parser.parse_args(argv)
     out = prepare_output_dir(args.out, args.overwrite)
-    images, meta = make_nuclei(args.size)
-    order = np.random.default_rng(args.seed).permutation(len(images))
-    n_test = int(round(args.test_fraction * len(images)))
-    for split, idx in (("test", order[:n_test]), ("train", order[n_test:])):
-        save_split(out, split, images[idx], meta=dict({k: v[idx] for k, v in meta.items()}, crop_index=idx))
-        print(f"wrote {len(idx)} {split} crops {images.shape[1:]} to {out}")
-    save_sample_grid(
-        out / "samples.png",
-        images[order],
-        [s.split("/")[0] for s in meta["source"][order]],
-        title="Nuclei crops (source package)",
-    )
+    x, meta, summary = make_nuclei(args.size, args.test_fraction, args.seed)
+    prepare.write_dataset(out, x, meta, summary)
     return out
 
 

@@ -381,7 +381,7 @@ def crop_objects(objects, factors, size, channel_axis=None, clip=False, dropped=
     crops, insides, kept, kept_factors = [], [], [], []
     by_source = {}
     for o, f in zip(objects, factors, strict=True):
-        by_source.setdefault(o.source.name, []).append((o, f))
+        by_source.setdefault(id(o.source), []).append((o, f))
     for members in tqdm(by_source.values(), desc="cropping", unit="image", disable=not progress):
         image, mask = members[0][0].source.load(channel_axis)
         for o, f in members:

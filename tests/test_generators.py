@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -119,7 +120,8 @@ def test_nuclei_crops(tmp_path):
     assert (x.reshape(n_train, -1).max(1) > 0.9).all()  # intensities normalised per object
     centre = x[:, 0, 28:36, 28:36].mean((1, 2))
     assert (centre > 0).mean() > 0.95  # centred: the nucleus covers the middle
-    meta = np.load(tmp_path / "meta_train.npz")
+    table = pd.read_parquet(tmp_path / "metadata.parquet")
+    meta = table[table["split"] == "train"].sort_values("index_in_split")
     assert set(meta["source"]) == {
         "stardist/img2d",
         "napari/nuclei",
@@ -132,13 +134,13 @@ def test_nuclei_crops(tmp_path):
 
     # the exact counts of data/README.md: 285 crops, 20 % (57) in the test split
     assert (n_train, n_test) == (228, 57)
-    test_meta = np.load(tmp_path / "meta_test.npz")
-    sources, counts = np.unique(np.concatenate([meta["source"], test_meta["source"]]), return_counts=True)
+    sources, counts = np.unique(table["source"], return_counts=True)
     assert dict(zip(sources.tolist(), counts.tolist(), strict=True)) == NUCLEI_CROPS
-    # the split is a permutation of all crops; the timelapse is read every 3rd frame
-    crop_index = np.concatenate([meta["crop_index"], test_meta["crop_index"]])
-    np.testing.assert_array_equal(np.sort(crop_index), np.arange(285))
+    # every crop has one metadata row, in the order of the arrays; the timelapse is read every 3rd frame
+    assert len(set(zip(table["source"], table["index"], table["object_id"], strict=True))) == 285
+    assert sorted(table.loc[table["split"] == "test", "index_in_split"]) == list(range(57))
     assert (meta["index"][meta["source"] == "napari/2D_timelapse"] % 3 == 0).all()
+    assert (meta["scale_factor"].groupby(meta["source"]).nunique() == 1).all()  # one zoom per source
     # deterministic: a second run writes the same crops in the same order
     generate_nuclei.main(["--out", str(tmp_path / "again"), "--size", "64"])
     again = load_dataset(tmp_path / "again")

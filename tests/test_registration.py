@@ -49,7 +49,7 @@ def shapes():
 def nuclei():
     from data import generate_nuclei
 
-    images, _ = generate_nuclei.make_nuclei(size=64)
+    images = generate_nuclei.make_nuclei(size=64)[0]
     return torch.from_numpy(images[::12][:24])
 
 
