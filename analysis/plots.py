@@ -35,10 +35,33 @@ def save(fig, path=None, dpi=120):
     return fig
 
 
+# additive display colours of channels 1, 2, 3, ... (the first three are red, green and blue)
+CHANNEL_COLOURS = np.array(
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1], [1, 1, 0]], dtype=np.float64
+)
+
+
+def composite(image):
+    """An image ``(c, h, w)`` in [0, 1] as something ``imshow`` draws: grey ``(h, w)`` for one channel,
+    else RGB ``(h, w, 3)``, each channel added in its colour of :data:`CHANNEL_COLOURS` and clipped.
+
+    Examples
+    --------
+    >>> composite(np.ones((2, 1, 1))).tolist()
+    [[[1.0, 1.0, 0.0]]]
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.shape[0] == 1:
+        return image[0]
+    if image.shape[0] > len(CHANNEL_COLOURS):
+        raise ValueError(f"at most {len(CHANNEL_COLOURS)} channels can be shown, got {image.shape[0]}")
+    rgb = np.einsum("chw,ck->hwk", image, CHANNEL_COLOURS[: image.shape[0]])
+    return np.clip(rgb, 0.0, 1.0)
+
+
 def _show(ax, image, title=None):
-    """Draw one image ``(c, h, w)`` in [0, 1] on ``ax`` without ticks."""
-    image = np.asarray(image)
-    ax.imshow(image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1), cmap="gray", vmin=0, vmax=1)
+    """Draw one image ``(c, h, w)`` in [0, 1] (a channel composite, see :func:`composite`) without ticks."""
+    ax.imshow(composite(image), cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:
@@ -131,7 +154,7 @@ def mosaic(points, images, grid=20, path=None, title=None):
     points : array, shape (n, 2)
         2-D projection of the embeddings (e.g. :func:`analysis.projection.umap`).
     images : array, shape (n, c, h, w)
-        Images in [0, 1]; the first channel is drawn.
+        Images in [0, 1], drawn as channel composites (:func:`composite`).
     grid : int
         The lattice is ``grid x grid`` cells over the points' bounding box; each occupied cell
         shows the object nearest its centre, on black.
@@ -147,12 +170,14 @@ def mosaic(points, images, grid=20, path=None, title=None):
     cell = (points - lo) / np.maximum(hi - lo, 1e-12) * (grid - 1e-9)
     ij = np.floor(cell).astype(int)
     h, w = images.shape[-2:]
-    canvas = np.zeros((grid * h, grid * w))  # black, like the background of the crops
+    canvas = np.zeros(
+        (grid * h, grid * w) + composite(images[0]).shape[2:]
+    )  # black, as the crops' background
     for gi, gj in {tuple(v) for v in ij}:
         inside = np.flatnonzero((ij[:, 0] == gi) & (ij[:, 1] == gj))
         best = inside[np.argmin(np.linalg.norm(cell[inside] - (gi + 0.5, gj + 0.5), axis=1))]
         row = grid - 1 - gj  # y grows upwards, as in the scatter plot
-        canvas[row * h : (row + 1) * h, gi * w : (gi + 1) * w] = images[best, 0]
+        canvas[row * h : (row + 1) * h, gi * w : (gi + 1) * w] = composite(images[best])
     fig, ax = plt.subplots(figsize=(8, 8))
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
     ax.axis("off")

@@ -433,3 +433,20 @@ def test_invariance_embeds_images_in_0_1_as_they_are_for_minmax_models():
         assert float(max(b.max() for b in model.seen)) > 0.9  # not divided by 255 again
         if measure is not orientation_sensitivity:  # the originals are embedded first, unchanged
             np.testing.assert_array_equal(torch.cat(model.seen[:2]).numpy(), x)
+
+
+def test_channel_composites_add_each_channel_in_its_colour():
+    rng = np.random.default_rng(0)
+    two = rng.random((2, 5, 5))
+    rgb = plots.composite(two)
+    np.testing.assert_allclose(rgb[..., 0], two[0])
+    np.testing.assert_allclose(rgb[..., 1], two[1])
+    assert (rgb[..., 2] == 0).all()
+    four = rng.random((4, 5, 5))  # the 4th channel is magenta: added to red and blue, then clipped
+    expected = np.stack([four[0] + four[3], four[1], four[2] + four[3]], -1).clip(0, 1)
+    np.testing.assert_allclose(plots.composite(four), expected)
+    np.testing.assert_array_equal(plots.composite(two[:1]), two[0])
+    with pytest.raises(ValueError, match="at most 6 channels"):
+        plots.composite(rng.random((7, 5, 5)))
+    figure = plots.mosaic(rng.random((10, 2)), rng.random((10, 2, 8, 8)), grid=4)
+    assert figure.axes[0].images[0].get_array().shape == (32, 32, 3)

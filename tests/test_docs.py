@@ -75,6 +75,8 @@ def test_main_readme_python_blocks_run(tiny_run):
         "registration.register",
         "models.decoders.cnn_decoder",
         "analysis.metrics",
+        "analysis.outliers",
+        "analysis.plots",
     ],
 )
 def test_docstring_examples(name):

@@ -2,6 +2,7 @@ import pathlib
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -392,14 +393,19 @@ def test_checkpoint_from_other_library_versions_warns_naming_them(tiny_config):
         run.load_model(run_dir)
 
 
-def test_multichannel_images_resized_on_load_train_and_embed(tiny_config, tiny_data, tmp_path):
-    two = tmp_path / "two_channels"
-    two.mkdir()
+def two_channel_data(tiny_data, folder):
+    """The tiny shapes at 32 px with a second, dimmer channel (resized back to 16 px on load)."""
+    folder.mkdir()
     for split in ("train", "test"):
         x = torch.load(tiny_data / f"X_{split}.sav").numpy()
-        x32 = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)  # 32 px, resized back to 16 on load
-        np.save(two / f"X_{split}.npy", np.concatenate([x32, 0.5 * x32], axis=1))
-        np.save(two / f"y_{split}.npy", torch.load(tiny_data / f"y_{split}.sav").numpy())
+        x32 = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
+        np.save(folder / f"X_{split}.npy", np.concatenate([x32, 0.5 * x32], axis=1))
+        np.save(folder / f"y_{split}.npy", torch.load(tiny_data / f"y_{split}.sav").numpy())
+    return folder
+
+
+def test_multichannel_images_resized_on_load_train_and_embed(tiny_config, tiny_data, tmp_path):
+    two = two_channel_data(tiny_data, tmp_path / "two_channels")
     config = apply_overrides(
         tiny_config,
         [f"data.data_dir={two}", "data.resize=True", "model.in_channels=2", "training.epochs=1"],
@@ -412,3 +418,24 @@ def test_multichannel_images_resized_on_load_train_and_embed(tiny_config, tiny_d
         )
         expected = model.encoder(resized)[0].numpy()
     np.testing.assert_allclose(utils.get_model_embeddings_from_tensors(model, raw), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_multichannel_model_is_analysed_end_to_end(tiny_config, tiny_data, tmp_path):
+    from analysis.__main__ import analyse
+    from analysis.plots import composite
+
+    two = two_channel_data(tiny_data, tmp_path / "two_channels")
+    config = apply_overrides(
+        tiny_config,
+        [f"data.data_dir={two}", "data.resize=True", "model.in_channels=2", "training.epochs=1"],
+    )
+    run_dir = run.train(config)
+    report = analyse(run_dir, two, tmp_path / "analysis", n_clusters=3)
+    assert "purity" in report.read_text()
+    mosaic = plt.imread(tmp_path / "analysis" / "umap_mosaic.png")
+    # the second channel is half the first: composites are orange (red 1, green 0.5), never grey
+    coloured = (mosaic[..., 0] > 0.6) & (mosaic[..., 2] < 0.05)  # not the white page, not black
+    assert coloured.sum() > 1000
+    assert np.abs(mosaic[..., 1][coloured] / mosaic[..., 0][coloured] - 0.5).mean() < 0.05
+    assert composite(np.load(two / "X_test.npy")[0]).shape == (32, 32, 3)
