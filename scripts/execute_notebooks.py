@@ -1,6 +1,6 @@
 """Execute the notebooks in place on small settings, so the repository shows their outputs.
 
-Usage: ``.venv/bin/python scripts/execute_notebooks.py [NOTEBOOK ...]`` (default: all three).
+Usage: ``.venv/bin/python scripts/execute_notebooks.py [NOTEBOOK ...]`` (default: all of them).
 
 Each notebook runs headless (nbclient, one kernel each) with ``O2VAE_SMALL=1``,
 ``WANDB_MODE=disabled``, ``TQDM_DISABLE=1`` and ``O2VAE_OUT=notebook_outputs/executed/<name>``
@@ -32,6 +32,7 @@ NOTEBOOKS = [
     "notebooks/train_o2mnist.ipynb",
     "examples/analysis_o2mnist.ipynb",
     "examples/analysis_nuclei.ipynb",
+    "examples/own_data.ipynb",
 ]
 OUT = "notebook_outputs/executed"
 ENV = {"O2VAE_SMALL": "1", "WANDB_MODE": "disabled", "TQDM_DISABLE": "1"}
@@ -186,7 +187,7 @@ def execute(path, out_dir, timeout=1800):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("notebooks", nargs="*", help="paths (default: all three)")
+    parser.add_argument("notebooks", nargs="*", help="paths (default: all of them)")
     parser.add_argument("--check", action="store_true", help="only list notebooks whose code changed")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args(argv)

@@ -31,6 +31,14 @@ NOTEBOOKS = {
         "nuclei_clusters.png",
         "nuclei_outliers.png",
     ],
+    "examples/own_data.ipynb": [
+        "my_cells/X_train.npy",
+        "my_cells/metadata.parquet",
+        "my_cells/prepare.json",
+        "my_analysis/report.md",
+        "my_analysis/profiles.parquet",
+        "my_analysis/umap_mosaic.png",
+    ],
 }
 NO_OUTPUT_TAG = "no-output"  # a code cell tagged so may be committed without outputs
 RERUN = ".venv/bin/python scripts/execute_notebooks.py"
