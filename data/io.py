@@ -72,14 +72,12 @@ def save_split(out_dir, split, x, y=None, meta=None):
 
 def save_sample_grid(path, x, labels=None, ncols=12, title=None):
     """Save a PNG grid of the first images of ``x`` ``(n, c, h, w)`` (first channel shown)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's) stays
 
     n = min(len(x), ncols * 4)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.0, nrows * 1.1 + 0.3), squeeze=False)
+    fig = Figure(figsize=(ncols * 1.0, nrows * 1.1 + 0.3))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
@@ -90,4 +88,3 @@ def save_sample_grid(path, x, labels=None, ncols=12, title=None):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
-    plt.close(fig)
