@@ -1,6 +1,7 @@
 """data.prepare: from synthetic label images with known objects to a dataset of centred crops."""
 
 import json
+import types
 
 import numpy as np
 import pandas as pd
@@ -264,3 +265,49 @@ def test_analysis_reads_the_metadata_of_each_split_in_image_order(label_images, 
         area = (truth[name][1] == label).sum()  # the crop at index i is the object of row i
         assert abs((crop[0] > 0.5).sum() - area) <= 0.25 * area
     assert split_metadata(out, "train", len(x) + 1) == {}
+
+
+def test_multichannel_tiffs_pairs_csv_per_object_normalisation_and_area_filters(label_images, tmp_path):
+    _, masks, truth = label_images
+    multi = tmp_path / "multi"
+    multi.mkdir()
+    rows = []
+    for name, (image, _) in truth.items():
+        tifffile.imwrite(multi / name, np.stack([image, 2 * image + 7], axis=-1))  # (h, w, 2)
+        rows.append({"image": f"multi/{name}", "mask": str(masks / name), "group": name[:4]})
+    pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+    out = tmp_path / "data"
+    summary = prepare_dataset(
+        out, pairs=tmp_path / "pairs.csv", channel_axis=-1, size=SIZE, normalisation="per-object",
+        mask_mode="none", min_area=60, max_area=120, test_fraction=0.0, progress=False,
+    )  # fmt: skip
+    areas = [p.area for _, m in truth.values() for p in measure.regionprops(m) if p.label <= 5]
+    assert summary["dropped"]["smaller than min_area"] == sum(a < 60 for a in areas) > 0
+    assert summary["dropped"]["larger than max_area"] == sum(a > 120 for a in areas) > 0
+    meta = pd.read_parquet(out / "metadata.parquet")
+    assert (
+        set(meta["group"]) == {"img0", "img1", "img2", "img3", "img4", "img5"}
+        and (meta["split"] == "train").all()
+    )
+    x = np.load(out / "X_train.npy")
+    assert x.shape[1] == 2 and x.min() >= 0 and x.max() <= 1
+    # per object, each channel's 99.5th percentile of object pixels maps to 1 (a linear map of channel 0)
+    np.testing.assert_allclose(x[:, 0], x[:, 1], atol=2e-3)
+    np.testing.assert_allclose(x.reshape(len(x), 2, -1).max(-1), 1.0, atol=1e-6)
+    with pytest.raises(
+        PrepareError, match=r"image of shape \(120, 160, 2\); expected 2-D, or 3-D with --channel-axis"
+    ):
+        prepare_dataset(tmp_path / "again", pairs=tmp_path / "pairs.csv", size=SIZE, progress=False)
+
+
+def test_training_reads_prepared_data_from_the_memory_map(label_images, tmp_path):
+    from configs.schema import DataConfig
+    from data.datasets import get_datasets_from_config
+
+    images, masks, _ = label_images
+    out = tmp_path / "data"
+    prepare_dataset(out, images=images, masks=masks, size=SIZE, progress=False)
+    config = types.SimpleNamespace(data=DataConfig(data_dir=str(out), batch_size=4, limit_train=10))
+    dset, loader, dset_test, _ = get_datasets_from_config(config)
+    assert isinstance(dset.x, np.memmap) and isinstance(dset_test.x, np.memmap)  # never read whole
+    assert next(iter(loader))[0].shape == (4, 1, SIZE, SIZE)
