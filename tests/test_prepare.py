@@ -267,7 +267,9 @@ def test_analysis_reads_the_metadata_of_each_split_in_image_order(label_images, 
     assert split_metadata(out, "train", len(x) + 1) == {}
 
 
-def test_multichannel_tiffs_pairs_csv_per_object_normalisation_and_area_filters(label_images, tmp_path):
+def test_multichannel_tiffs_pairs_csv_per_object_normalisation_and_area_filters(
+    label_images, tmp_path, capsys
+):
     _, masks, truth = label_images
     multi = tmp_path / "multi"
     multi.mkdir()
@@ -294,10 +296,9 @@ def test_multichannel_tiffs_pairs_csv_per_object_normalisation_and_area_filters(
     # per object, each channel's 99.5th percentile of object pixels maps to 1 (a linear map of channel 0)
     np.testing.assert_allclose(x[:, 0], x[:, 1], atol=2e-3)
     np.testing.assert_allclose(x.reshape(len(x), 2, -1).max(-1), 1.0, atol=1e-6)
-    with pytest.raises(
-        PrepareError, match=r"image of shape \(120, 160, 2\); expected 2-D, or 3-D with --channel-axis"
-    ):
+    with pytest.raises(PrepareError, match=r"no usable object in 6 input\(s\); dropped: \{'bad file': 6\}"):
         prepare_dataset(tmp_path / "again", pairs=tmp_path / "pairs.csv", size=SIZE, progress=False)
+    assert "image of shape (120, 160, 2); expected 2-D, or 3-D with --channel-axis" in capsys.readouterr().err
 
 
 def test_training_reads_prepared_data_from_the_memory_map(label_images, tmp_path):
