@@ -2,9 +2,10 @@
 
 import torch
 
+from registration.checks import check_pair, work_dtype
 from registration.masks import disk_mask
-from registration.register import RegistrationResult, check_pair
-from registration.transform import rotate_flip
+from registration.register import RegistrationResult
+from registration.transform import _warp
 
 
 def register_brute_force(fixed, moving, step_deg=1.0, radius=None, max_elements=2**24):
@@ -18,6 +19,7 @@ def register_brute_force(fixed, moving, step_deg=1.0, radius=None, max_elements=
     Parameters
     ----------
     fixed, moving : tensor, shape (b, c, h, w)
+        Finite image pairs, any float dtype (half precision is computed in float32).
     step_deg : float
         Angular step of the grid, in degrees.
     radius : float, optional
@@ -28,9 +30,11 @@ def register_brute_force(fixed, moving, step_deg=1.0, radius=None, max_elements=
     Returns
     -------
     RegistrationResult
-        ``score`` is the normalised cross-correlation inside the disk.
+        ``score`` is the normalised cross-correlation inside the disk; in the dtype of ``fixed``.
     """
     check_pair(fixed, moving)
+    dtype, work = fixed.dtype, work_dtype(fixed.dtype)
+    fixed, moving = fixed.to(work), moving.to(work)
     b, c, h, w = fixed.shape
     angles = torch.arange(0.0, 360.0, step_deg, dtype=fixed.dtype, device=fixed.device)
     cand_angle = angles.repeat(2)
@@ -44,7 +48,7 @@ def register_brute_force(fixed, moving, step_deg=1.0, radius=None, max_elements=
     for start in range(0, len(cand_angle), chunk):
         a, f = cand_angle[start : start + chunk], cand_flip[start : start + chunk]
         k = len(a)
-        warped = rotate_flip(moving.repeat_interleave(k, 0), a.repeat(b), f.repeat(b)).reshape(b, k, c, h, w)
+        warped = _warp(moving.repeat_interleave(k, 0), a.repeat(b), f.repeat(b)).reshape(b, k, c, h, w)
         warped = warped * mask
         err = ((warped - fixed_m[:, None]) ** 2).sum((2, 3, 4))  # (b, k)
         corr = (warped * fixed_m[:, None]).sum((2, 3, 4))
@@ -55,5 +59,5 @@ def register_brute_force(fixed, moving, step_deg=1.0, radius=None, max_elements=
         best = torch.where(better, idx + start, best)
         rows = torch.arange(b, device=fixed.device)
         best_score = torch.where(better, corr[rows, idx] / norm[rows, idx].clamp_min(1e-30), best_score)
-    zero = torch.zeros(b, 2, dtype=fixed.dtype, device=fixed.device)
-    return RegistrationResult(cand_angle[best], cand_flip[best], zero, best_score)
+    zero = torch.zeros(b, 2, dtype=dtype, device=fixed.device)
+    return RegistrationResult(cand_angle[best].to(dtype), cand_flip[best], zero, best_score.to(dtype))

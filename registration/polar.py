@@ -6,6 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from registration.checks import check_images, work_dtype
+
 
 class PolarTransform:
     """Resample images ``(b, c, h, w)`` on a polar grid ``(b, c, n_radii, n_angles)``.
@@ -72,9 +74,17 @@ class PolarTransform:
         return self._grids[key]
 
     def __call__(self, x):
-        """Polar samples ``(b, c, n_radii, n_angles)`` of images ``x`` ``(b, c, h, w)``."""
-        if x.ndim != 4 or x.shape[-2:] != (self.h, self.w):
+        """Polar samples ``(b, c, n_radii, n_angles)`` of finite images ``x`` ``(b, c, h, w)``.
+
+        Any float dtype: half precision is sampled in float32 and returned in its own dtype.
+        """
+        check_images(x, "x")
+        if x.shape[-2:] != (self.h, self.w):
             raise ValueError(f"expected images (b, c, {self.h}, {self.w}), got shape {tuple(x.shape)}")
+        return self._sample(x.to(work_dtype(x.dtype))).to(x.dtype)
+
+    def _sample(self, x):
+        """Polar samples of checked images, in their dtype."""
         grid = self.grid(x.device, x.dtype).expand(x.shape[0], -1, -1, -1)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

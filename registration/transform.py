@@ -15,6 +15,8 @@ Conventions (shared by `registration`, the data augmentation and the generators)
 import torch
 import torch.nn.functional as F
 
+from registration.checks import check_finite, check_images, work_dtype
+
 
 def _as_batch_vector(value, b, device, dtype, name):
     v = torch.as_tensor(value, device=device, dtype=dtype)
@@ -70,7 +72,7 @@ def rotate_flip(x, angle, flip=False, shift=None, mode="bilinear"):
     Parameters
     ----------
     x : tensor, shape (b, c, h, w)
-        Images, any float dtype, any device.
+        Images, finite, any float dtype (half precision is computed in float32), any device.
     angle : float or tensor, shape (b,)
         Counter-clockwise rotation in degrees, per image or one for all.
     flip : bool or tensor of bool, shape (b,)
@@ -83,7 +85,7 @@ def rotate_flip(x, angle, flip=False, shift=None, mode="bilinear"):
     Returns
     -------
     tensor, shape (b, c, h, w)
-        The transformed images; samples from outside the input are zero.
+        The transformed images, in the dtype of ``x``; samples from outside the input are zero.
 
     Examples
     --------
@@ -91,15 +93,24 @@ def rotate_flip(x, angle, flip=False, shift=None, mode="bilinear"):
     >>> torch.allclose(rotate_flip(x, 90.0), torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5)
     True
     """
-    if x.ndim != 4:
-        raise ValueError(f"rotate_flip expects images of shape (b, c, h, w), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"rotate_flip expects a float tensor, got dtype {x.dtype}")
-    b, _, h, w = x.shape
-    angle = _as_batch_vector(angle, b, x.device, x.dtype, "angle")
+    check_images(x, "x")
+    b = x.shape[0]
+    work = work_dtype(x.dtype)
+    angle = _as_batch_vector(angle, b, x.device, work, "angle")
+    check_finite(angle, "angle")
     flip = _as_batch_vector(flip, b, x.device, torch.bool, "flip")
     if shift is not None:
-        shift = torch.as_tensor(shift, device=x.device, dtype=x.dtype).expand(b, 2)
+        shift = torch.as_tensor(shift, device=x.device, dtype=work)
+        if shift.shape not in ((2,), (b, 2)):
+            raise ValueError(f"shift must have shape (2,) or ({b}, 2), got {tuple(shift.shape)}")
+        shift = shift.expand(b, 2)
+        check_finite(shift, "shift")
+    return _warp(x.to(work), angle, flip, shift, mode).to(x.dtype)
+
+
+def _warp(x, angle, flip, shift=None, mode="bilinear"):
+    """:func:`rotate_flip` of checked inputs: ``angle``, ``flip`` (and ``shift``) per image, ``x``'s dtype."""
+    b, _, h, w = x.shape
     theta = transform_matrix(angle, flip, shift, (h, w), device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, (b, 1, h, w), align_corners=False)
     return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
