@@ -132,7 +132,11 @@ def get_model_embeddings_from_tensors(model, x, batch_size=256, device=None, pro
 
     def batches():
         for start in range(0, len(x), batch_size):
-            batch = torch.as_tensor(np.asarray(x[start : start + batch_size], dtype=np.float32))
+            chunk = x[start : start + batch_size]
+            if isinstance(chunk, torch.Tensor):
+                batch = chunk.detach().to(torch.float32)
+            else:  # a copy: memory maps are read-only
+                batch = torch.from_numpy(np.array(chunk, dtype=np.float32))
             if not torch.isfinite(batch).all():
                 bad = start + int((~torch.isfinite(batch)).flatten(1).any(1).nonzero()[0, 0])
                 raise ValueError(f"image {bad} contains NaN or Inf")
