@@ -77,6 +77,7 @@ def test_main_readme_python_blocks_run(tiny_run):
         "analysis.metrics",
         "analysis.outliers",
         "analysis.plots",
+        "prealignment.canonical",
     ],
 )
 def test_docstring_examples(name):
