@@ -141,3 +141,14 @@ def test_bad_input(x, error, message):
         prealign(x)
     with pytest.raises(ValueError, match="method must be one of"):
         prealign(torch.ones(1, 1, 8, 8), method="pca")
+
+
+def test_figure_script_writes_the_figure_and_the_table(tmp_path, capsys):
+    from prealignment import figure
+
+    figure.main(["--out", str(tmp_path / "before_after.png")])
+    assert (tmp_path / "before_after.png").stat().st_size > 20_000
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 6 + 1  # header, the six shape classes, the nuclei
+    elongated = [float(v) for v in table[2].strip("| ").split(" | ")[1:]]
+    assert table[2].startswith("| elongated") and max(elongated) < 0.6  # the moments suffice there
