@@ -279,6 +279,7 @@ def train(config, resume_dir=None):
         set_rng_state(state["rng"], loader_generator)
     run, run_dir = start_logging(config, resume_dir, wandb_id)
     n_params = sum(p.numel() for p in model.parameters())
+    print(f"Logging directory is `{_relative(run_dir.parent)}`")  # the original run.bash's line
     print(f"run directory: {run_dir}")
     print(f"model: {config.model.encoder} encoder, {n_params:,} parameters, on {device}")
 
@@ -313,6 +314,14 @@ def train(config, resume_dir=None):
     if accuracy is not None:
         print(f"quality: kNN (k=5) accuracy of test embeddings = {accuracy:.3f}")
     return run_dir
+
+
+def _relative(path):
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return path.resolve().relative_to(pathlib.Path.cwd())
+    except ValueError:
+        return path
 
 
 def save_after_failure(checkpoint, run_dir, epoch, error):

@@ -1,5 +1,6 @@
 """Build a VAE from a config, and save/load self-describing checkpoints."""
 
+import hashlib
 import pathlib
 import platform
 import warnings
@@ -17,6 +18,7 @@ from models.vae import VAE
 CHECKPOINT_FORMAT = 2  # 2: encoders end with a whole-map layer
 # Config keys added after checkpoints of this format were first written, with the value that
 # reproduces the behaviour of the code before the key existed (not today's default).
+PRETRAINED_DIR = pathlib.Path(__file__).resolve().parents[1] / "pretrained"
 KEYS_ADDED_LATER = {"model.encoder_pooling": "after", "data.value_range": None, "data.resize": False}
 
 
@@ -65,7 +67,8 @@ def build_model_from_config(config):
         loss_mask=m.loss_mask,
     )
     model.config = config
-    return model
+    # train mode drops e2cnn's cached filters, so model.state_dict() has the keys checkpoints store
+    return model.train()
 
 
 def model_state(model):
@@ -113,9 +116,13 @@ def save_checkpoint(path, model, optimizer, epoch, config, best_valid_loss, rng_
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         raise FloatingPointError(f"not saving {path}: weights {bad[:3]} hold NaN or Inf")
+    weights = model_state(model)
     state = {
         "format": CHECKPOINT_FORMAT,
-        "model": model_state(model),
+        "model": weights,
+        # the key the original o2vae's README loads (model.load_state_dict(saved["state_dict"])); the
+        # same dict, so torch.save stores the tensors once
+        "state_dict": weights,
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "config": config.to_dict(),
@@ -128,20 +135,53 @@ def save_checkpoint(path, model, optimizer, epoch, config, best_valid_loss, rng_
 
 
 def resolve_checkpoint(path_or_run_dir):
-    """``model.pt`` inside a run directory, or the file itself (a :class:`pathlib.Path`)."""
+    """The checkpoint file a path names (a :class:`pathlib.Path`).
+
+    ``path_or_run_dir`` is a checkpoint file, a run directory (its ``model.pt``), or a shipped
+    pretrained model: ``pretrained/<name>`` or ``<name>`` (``pretrained/<name>.pt`` in the
+    repository, see ``pretrained/README.md``).
+    """
     path = pathlib.Path(path_or_run_dir)
     if path.is_dir():
         path = path / "model.pt"
+    elif not path.exists() and path.suffix == "":
+        candidates = [path.with_suffix(".pt")]
+        if path.parent in (pathlib.Path("."), pathlib.Path("pretrained")):  # a name, from any folder
+            candidates.append(PRETRAINED_DIR / f"{path.name}.pt")
+        path = next((c for c in candidates if c.is_file()), path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: no checkpoint (expected a model.pt file or a run directory holding one)"
+            f"{path}: no checkpoint (expected a model.pt file, a run directory holding one, or a pretrained "
+            f"model name: {', '.join(sorted(p.stem for p in PRETRAINED_DIR.glob('*.pt')))})"
         )
     return path
+
+
+def verify_checksum(path):
+    """Compare ``path`` with the sha256 in ``<path>.sha256`` when that file exists (shipped models).
+
+    Raises
+    ------
+    CheckpointError
+        When the checksum differs: the file is damaged or not the one its card describes.
+    """
+    path = pathlib.Path(path)
+    recorded = path.with_name(path.name + ".sha256")
+    if not recorded.is_file():
+        return
+    expected = recorded.read_text().split()[0]
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise CheckpointError(
+            f"{path}: sha256 {actual} differs from {expected} recorded in {recorded.name}: the file is "
+            "damaged or replaced; restore it from the repository (git checkout -- pretrained/)"
+        )
 
 
 def load_checkpoint(path_or_run_dir, device="cpu"):
     """Read a checkpoint safely (``weights_only=True``); returns ``(state, config, path)``."""
     path = resolve_checkpoint(path_or_run_dir)
+    verify_checksum(path)
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
