@@ -9,7 +9,8 @@ from registration.phase_correlation import _parabolic_offset, _phase_correlation
 from registration.polar import cached_polar_transform
 from registration.transform import _warp, rotate_flip
 
-CPU_CHUNK_ELEMENTS = 2**20  # polar samples per chunk of pairs on the CPU
+CPU_CHUNK_ELEMENTS = 2**20  # polar samples (or padded spectrum pixels) per chunk of pairs on the CPU
+SPECTRUM_OVERSAMPLE = 4  # zero-padding of the spectra of translation mode
 
 
 @dataclasses.dataclass
@@ -143,7 +144,7 @@ def register_rotation_flip(fixed, moving, n_angles=360, n_radii=None, radius=Non
     return RegistrationResult(angle.to(dtype), flip, zero, score.to(dtype))
 
 
-def _spectrum_polar(x, n_angles, oversample=4):
+def _spectrum_polar(x, n_angles, oversample=SPECTRUM_OVERSAMPLE):
     """Polar samples of the centred magnitude spectrum of ``x`` up to half the Nyquist frequency.
 
     Zero-padding ``oversample`` times makes the spectrum smooth enough on its pixel grid to
@@ -169,9 +170,10 @@ def register(fixed, moving, translation=False, n_angles=360, n_radii=None, radiu
     translation : bool
         Also find a shift, for objects that are not centred (Reddy & Chatterji 1996): the
         rotation and flip come from the magnitude spectra, which do not change under
-        translation; the shift then comes from phase correlation of ``fixed`` and the rotated
-        ``moving``, and the 180-degree ambiguity of the spectra is resolved by aligning both
-        candidates and keeping the higher ``score``. This costs
+        translation; the shift then comes from the cross-correlation of ``fixed`` and the
+        rotated ``moving`` (:func:`phase_correlation` with ``normalization=None``), and the
+        180-degree ambiguity of the spectra is resolved by aligning both candidates and keeping
+        the higher ``score``. This costs
         about three times as much, and is less precise than the default when objects are
         centred: the spectra of small images are coarse. Shifts are found modulo the image
         size (circular), so keep objects well inside the frame.
@@ -198,16 +200,32 @@ def register(fixed, moving, translation=False, n_angles=360, n_radii=None, radiu
     check_pair(fixed, moving)
     dtype, work = fixed.dtype, work_dtype(fixed.dtype)
     fixed, moving = fixed.to(work), moving.to(work)
+    polar = cached_polar_transform(tuple(fixed.shape[-2:]), n_angles, n_radii, radius)
+    # on the CPU, chunks whose zero-padded spectra stay in cache run several times faster
+    per_pair = fixed.shape[1] * (SPECTRUM_OVERSAMPLE * max(fixed.shape[-2:])) ** 2
+    chunk = len(fixed) if fixed.is_cuda else max(1, CPU_CHUNK_ELEMENTS // per_pair)
+    results = [
+        _register_translation(fixed[start : start + chunk], moving[start : start + chunk], polar, upsample)
+        for start in range(0, len(fixed), chunk)
+    ]
+    angle, flip, shift, score = (torch.cat(r) for r in zip(*results, strict=True))
+    return RegistrationResult(angle.to(dtype), flip, shift.to(dtype), score.to(dtype))
+
+
+def _register_translation(fixed, moving, polar, upsample):
+    """Angle, flip, shift and score of :func:`register` with ``translation``, for checked inputs."""
+    n_angles = polar.n_angles
     (sf, weights), (sm, _) = _spectrum_polar(fixed, n_angles), _spectrum_polar(moving, n_angles)
     angle, flip, _ = _best_rotation_flip(sf, sm, weights, upsample, ignore_ring_means=True)
     # a magnitude spectrum is symmetric about its centre, so the angle is known up to 180 degrees:
-    # align both candidates (rotation, then the shift by phase correlation) and keep the higher score
+    # align both candidates (rotation, then the shift of the largest cross-correlation, i.e. of the
+    # least squared error: sharper than phase correlation once moving is resampled) and keep the
+    # higher score
     b = len(fixed)
     angle, flip = torch.cat([angle, (angle + 180.0) % 360.0]), flip.repeat(2)
     moving2 = moving.repeat(2, 1, 1, 1)
-    shift, _ = _phase_correlation(fixed.repeat(2, 1, 1, 1), _warp(moving2, angle, flip))
-    polar = cached_polar_transform(tuple(fixed.shape[-2:]), n_angles, n_radii, radius)
+    shift, _ = _phase_correlation(fixed.repeat(2, 1, 1, 1), _warp(moving2, angle, flip), normalization=None)
     pf, pa = polar._sample(fixed).repeat(2, 1, 1, 1), polar._sample(_warp(moving2, angle, flip, shift))
     score = _disk_cosine(polar, pf, pa, (pf * pa).sum(-1))
     pick = torch.where(score[:b] >= score[b:], 0, b) + torch.arange(b, device=score.device)
-    return RegistrationResult(angle[pick].to(dtype), flip[pick], shift[pick].to(dtype), score[pick].to(dtype))
+    return angle[pick], flip[pick], shift[pick], score[pick]
