@@ -1,7 +1,7 @@
 """Speed and accuracy of rotation + flip registration: ours vs scikit-image vs brute force.
 
 Usage: python benchmarks/bench_registration.py [--sizes 32 64 128] [--batches 64 512 4096]
-                                               [--device cpu] [--reference-pairs 256]
+                                               [--device cpu] [--reference-pairs 256] [--translation]
 
 For each image size and batch size the same random pairs (``moving = rotate_flip(fixed,
 angle, flip)`` of random smooth asymmetric objects) are registered by
@@ -17,6 +17,12 @@ timed once on at most ``--reference-pairs`` pairs of each batch (their cost per 
 depend on the batch) and their pairs/second extrapolated. Prints a Markdown
 table: pairs/second, speed ratios, median and 95th-percentile angle error (degrees), flip
 accuracy, and our aligned residual relative to brute force's (1.00: as good).
+
+With ``--translation``, the same objects are also shifted (up to ``size / 12`` pixels each way)
+and ``register(..., translation=True)`` is timed against the default ``register`` on the same
+batch: both alternately, three times each for at least a second, the fastest of each kept, so
+their ratio comes from one run under one load. Prints its cost relative to the default and its
+angle, flip and shift accuracy on the shifted pairs.
 """
 
 import argparse
@@ -131,16 +137,86 @@ def run(size, batch, device, reference_pairs, seed=0):
     }
 
 
+def undo_shift(angle, flip, shift):
+    """Shift ``(dy, dx)`` of the transform that undoes ``rotate_flip(., angle, flip, shift)``.
+
+    With ``(angle, flip)`` the undoing rotation and flip, it is ``-(its linear part applied to shift)``.
+    """
+    rad = torch.deg2rad(angle)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    dy, dx = shift.unbind(-1)
+    dx = torch.where(flip, -dx, dx)
+    return -torch.stack([dy * cos - dx * sin, dx * cos + dy * sin], -1)
+
+
+def run_translation(size, batch, device, seed=0, rounds=3):
+    fixed = smooth_objects(batch, size, seed)
+    g = torch.Generator().manual_seed(seed)
+    angle = torch.rand(batch, generator=g) * 360.0
+    flip = torch.rand(batch, generator=g) < 0.5
+    shift = (torch.rand(batch, 2, generator=g) * 2 - 1) * size / 12
+    moving = rotate_flip(fixed, angle, flip, shift)
+    want_angle, want_flip = torch.where(flip, angle, -angle) % 360.0, flip
+    f_dev, m_dev = fixed.to(device), moving.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def call(translation):
+        result = register(f_dev, m_dev, translation=translation)
+        sync()
+        return result
+
+    for translation in (False, True):
+        register(f_dev[:2], m_dev[:2], translation=translation)  # warm-up: grid caches, FFT plans
+    times = {False: [], True: []}
+    for translation in (False, True) * rounds:
+        out, t = timed(call, translation, min_seconds=1.0)
+        times[translation].append(t)
+    t_default, t_translation = min(times[False]), min(times[True])  # out: the last translation=True
+    err = angle_error(out.angle.cpu().float(), want_angle)
+    shift_err = (out.shift.cpu().float() - undo_shift(want_angle, want_flip, shift)).norm(dim=-1)
+    return {
+        "size": size,
+        "batch": batch,
+        "default": batch / t_default,
+        "translation": batch / t_translation,
+        "cost": t_translation / t_default,
+        "median": err.median().item(),
+        "p95": err.quantile(0.95).item(),
+        "flip": (out.flip.cpu() == want_flip).float().mean().item(),
+        "shift_median": shift_err.median().item(),
+        "shift_p95": shift_err.quantile(0.95).item(),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 512, 4096])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--reference-pairs", type=int, default=256)
+    parser.add_argument(
+        "--translation", action="store_true", help="time translation=True against the default instead"
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"device: {device} ({name}), torch threads: {torch.get_num_threads()}, torch {torch.__version__}\n")
+    if args.translation:
+        print(
+            "| size | batch | default pairs/s | translation pairs/s | translation cost (x default) "
+            "| median err (deg) | p95 err (deg) | flip acc | median shift err (px) | p95 shift err (px) |"
+        )
+        print("|" + "---|" * 10)
+        for size in args.sizes:
+            for batch in args.batches:
+                r = run_translation(size, batch, device)
+                print(
+                    f"| {r['size']} | {r['batch']} | {r['default']:,.0f} | {r['translation']:,.0f} "
+                    f"| {r['cost']:.1f}x | {r['median']:.3f} | {r['p95']:.3f} | {r['flip']:.3f} "
+                    f"| {r['shift_median']:.3f} | {r['shift_p95']:.3f} |",
+                    flush=True,
+                )
+        return
     print(
         "| size | batch | ours pairs/s | skimage pairs/s | brute pairs/s | ours/skimage | ours/brute "
         "| median err (deg) | p95 err (deg) | flip acc | skimage median err | skimage flip acc "
