@@ -215,13 +215,14 @@ def train_one_epoch(model, loader, optimizer, config, epoch, first_step, total_s
         lr = learning_rate(config.training, step, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        out = model(batch[0].to(device))
+        where = f"at step {step + 1} (epoch {epoch + 1}, batch {i + 1}); try a lower training.lr"
+        try:
+            out = model(batch[0].to(device))
+        except FloatingPointError as e:  # the model's own check of its decoder output
+            raise FloatingPointError(f"{e} {where}") from e
         terms = {k: out[k].item() for k in ("loss", "recon", "kl")}
         if not math.isfinite(terms["loss"]):
-            raise FloatingPointError(
-                f"the loss is {terms['loss']} at step {step + 1} (epoch {epoch + 1}, batch {i + 1}); "
-                "try a lower training.lr, or check the data"
-            )
+            raise FloatingPointError(f"the loss is {terms['loss']} {where}")
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         optimizer.step()
@@ -261,6 +262,10 @@ def train(config, resume_dir=None):
     loader_generator = torch.Generator().manual_seed(config.training.seed)
     dset, loader, dset_test, loader_test = get_datasets_from_config(config, generator=loader_generator)
     check_data_fits_model(config, dset)
+    if len(loader) == 0:
+        raise DatasetError(
+            f"{config.data.data_dir}: {len(dset)} training image(s); training needs at least 2"
+        )
     config = with_value_range(config, dset.value_range)
 
     model = build_model_from_config(config).to(device)

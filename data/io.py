@@ -7,9 +7,19 @@ import secrets
 import numpy as np
 import torch
 
+# the files a dataset directory may hold; --overwrite removes them first, so none is left stale
+DATASET_FILES = (
+    "X_train.*", "X_test.*", "y_train.*", "y_test.*", "meta_train.npz", "meta_test.npz",
+    "metadata.parquet", "metadata.csv", "prepare.json", "samples.png",
+)  # fmt: skip
+
 
 def prepare_output_dir(out_dir, overwrite=False):
     """Create ``out_dir``; refuse to reuse a non-empty one unless ``overwrite``.
+
+    With ``overwrite``, the dataset files of an earlier run (:data:`DATASET_FILES`) are removed
+    first, so that none of them (old labels, an old test split, another format) survives next
+    to the new ones; other files are left alone.
 
     Raises
     ------
@@ -17,8 +27,13 @@ def prepare_output_dir(out_dir, overwrite=False):
         If ``out_dir`` holds files and ``overwrite`` is False.
     """
     out_dir = pathlib.Path(out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds files; pass --overwrite to replace them")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already holds files; pass --overwrite to replace them")
+        for pattern in DATASET_FILES:
+            for old in out_dir.glob(pattern):
+                if old.is_file():
+                    old.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
 

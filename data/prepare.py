@@ -89,7 +89,7 @@ def find_sources(images=None, masks=None, crops=None, pairs=None):
         resolve = lambda p: p if pathlib.Path(p).is_absolute() else pairs.parent / p  # noqa: E731
         return [
             Source(
-                pathlib.Path(r.image).name,
+                str(r.image),  # as the CSV names it: files of one name in two folders stay apart
                 pathlib.Path(resolve(r.image)),
                 pathlib.Path(resolve(r.mask)),
                 str(r.group) if "group" in table.columns else None,
@@ -336,9 +336,15 @@ def collect_objects(
         Reason -> count.
     """
     objects, dropped = [], collections.Counter()
+    n_channels = None
     for source in tqdm(sources, desc="measuring", unit="image", disable=not progress):
         try:
             image, mask = source.load(channel_axis)
+            n_channels = len(image) if n_channels is None else n_channels
+            if len(image) != n_channels:
+                raise PrepareError(
+                    f"{source.name}: {len(image)} channel(s), but the first image has {n_channels}"
+                )
             found = measure_objects(source, mask, image, centre)
         except Exception as e:  # a bad file is reported and skipped, never fatal on its own
             reason = str(e) if isinstance(e, PrepareError) else f"{source.image}: unreadable ({e})"
@@ -428,6 +434,7 @@ def prepare_dataset(
     seed=0,
     overwrite=False,
     progress=True,
+    command=None,
 ):
     """Write a dataset of centred single-object crops from label masks or crops (see the module notes).
 
@@ -475,6 +482,8 @@ def prepare_dataset(
         Replace the files of a non-empty ``out``.
     progress : bool
         Show progress bars.
+    command : list of str, optional
+        The command line, recorded in ``prepare.json`` (``python -m data.prepare`` gives it).
 
     Returns
     -------
@@ -498,11 +507,15 @@ def prepare_dataset(
     x = np.stack([apply_mask_mode(c, m, mask_mode) for c, m in zip(crops_out, insides, strict=True)])
 
     meta = object_table(kept, kept_factors, table)
+    if group_column is None and "group" in meta.columns:  # the group column of a pairs CSV
+        group_column = "group"
     groups = meta[group_column].astype(str).tolist() if group_column else meta["source_image"].tolist()
     meta.insert(0, "split", np.where(split_groups(groups, test_fraction, seed), "test", "train"))
     classes = None
     if table is not None and "label" in table.columns:
-        classes, y = np.unique(meta["label"].astype(str), return_inverse=True)
+        labels_ = meta["label"]
+        numeric = pd.api.types.is_integer_dtype(labels_)  # integer classes keep their numeric order
+        classes, y = np.unique(labels_.to_numpy() if numeric else labels_.astype(str), return_inverse=True)
         meta["label_id"] = y
     meta.insert(1, "index_in_split", meta.groupby("split").cumcount())
     summary = {
@@ -511,7 +524,7 @@ def prepare_dataset(
             "test": int((meta["split"] == "test").sum()),
         },
         "dropped": dict(dropped),
-        "classes": None if classes is None else classes.tolist(),
+        "classes": None if classes is None else [str(c) for c in classes],
         "normalisation": {"rule": normalisation, "percentiles": list(percentiles), "values": norm},
         "options": {
             "size": size,
@@ -533,7 +546,7 @@ def prepare_dataset(
                 for k, v in dict(images=images, masks=masks, crops=crops, pairs=pairs, labels=labels).items()
             },
         },
-        "command": sys.argv,
+        "command": command,
         "versions": _versions(),
     }
     write_dataset(out, x, meta, summary)
@@ -670,6 +683,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     options = vars(args)
     options["percentiles"] = tuple(options["percentiles"])
+    options["command"] = [sys.executable, "-m", "data.prepare", *(sys.argv[1:] if argv is None else argv)]
     try:
         return prepare_dataset(**options)
     except (PrepareError, FileExistsError) as e:

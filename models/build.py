@@ -139,7 +139,7 @@ def resolve_checkpoint(path_or_run_dir):
 
     ``path_or_run_dir`` is a checkpoint file, a run directory (its ``model.pt``), or a shipped
     pretrained model: ``pretrained/<name>`` or ``<name>`` (``pretrained/<name>.pt`` in the
-    repository, see ``pretrained/README.md``).
+    repository).
     """
     path = pathlib.Path(path_or_run_dir)
     if path.is_dir():
@@ -152,7 +152,7 @@ def resolve_checkpoint(path_or_run_dir):
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no checkpoint (expected a model.pt file, a run directory holding one, or a pretrained "
-            f"model name: {', '.join(sorted(p.stem for p in PRETRAINED_DIR.glob('*.pt')))})"
+            f"model name: {', '.join(sorted(p.stem for p in PRETRAINED_DIR.glob('*.pt'))) or 'none shipped'})"
         )
     return path
 
@@ -227,7 +227,9 @@ def _leaf_keys(config_dict):
 def _warn_on_other_versions(path, saved):
     now = library_versions()
     changed = {
-        name: (saved[name], now[name]) for name in ("torch", "e2cnn", "numpy") if saved.get(name) != now[name]
+        name: (saved.get(name, "unknown"), now[name])
+        for name in ("torch", "e2cnn", "numpy")
+        if saved.get(name) != now[name]
     }
     if changed:
         listed = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())

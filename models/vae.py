@@ -119,6 +119,8 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         out = self.decoder(z)
+        if not torch.isfinite(out).all():  # before the alignment, which would reject it less clearly
+            raise FloatingPointError("the decoder output holds NaN or Inf (diverged weights)")
         if self.align != "none":
             out = self.find_alignment(x, out).apply(out)
         recon = self.reconstruction_loss(out, x).mean()

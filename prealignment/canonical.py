@@ -37,7 +37,8 @@ class Prealignment:
     Attributes
     ----------
     images : tensor or ndarray, shape (n, c, h, w)
-        The aligned images (the type of the input).
+        The aligned images: an array for an array input, else a tensor of the input's float
+        dtype; float32 for integer or bool input (interpolated masks are not binary).
     angle : tensor, shape (n,)
         Counter-clockwise rotation in degrees, in [0, 360).
     flip : tensor of bool, shape (n,)
@@ -112,7 +113,9 @@ def prealign(x, method="moments", max_iter=30, tol=1e-4, min_anisotropy=0.01, n_
         aligned, angle, flip, errors, iterations = _template(
             images, aligned, angle, flip, max_iter, tol, n_angles
         )
-    out = aligned.numpy() if isinstance(x, np.ndarray) else aligned.to(x.dtype)
+    # rotated masks take values between 0 and 1: integer and bool inputs come back as float32
+    keep = x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else torch.float32
+    out = aligned.numpy() if isinstance(x, np.ndarray) else aligned.to(keep)
     return Prealignment(out, angle % 360.0, flip, determined, errors, iterations)
 
 

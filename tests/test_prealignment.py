@@ -97,7 +97,7 @@ def test_refinement_and_template_lower_the_error_monotonically():
     assert all(b <= a for a, b in zip(refined.errors, refined.errors[1:], strict=False))
     assert refined.errors[-1] < 0.7 * refined.errors[0]
     template = prealign(posed, method="template")
-    assert template.errors[-1] <= refined.errors[-1] * 1.05
+    assert template.errors[-1] <= refined.errors[-1] * 1.05 and template.errors[-1] < template.errors[0]
     np.testing.assert_allclose(
         torch.stack(
             [
@@ -152,3 +152,11 @@ def test_figure_script_writes_the_figure_and_the_table(tmp_path, capsys):
     assert len(table) == 1 + 6 + 1  # header, the six shape classes, the nuclei
     elongated = [float(v) for v in table[2].strip("| ").split(" | ")[1:]]
     assert table[2].startswith("| elongated") and max(elongated) < 0.6  # the moments suffice there
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.bool])
+def test_integer_and_bool_masks_come_back_as_float(dtype):
+    mask = (torch.rot90(upright_shape(), 1, dims=(-2, -1)) > 0.5).to(dtype)
+    result = prealign(mask)
+    assert result.images.dtype == torch.float32
+    assert abs(float(result.images.sum()) - float(mask.float().sum())) < 0.02 * float(mask.float().sum())

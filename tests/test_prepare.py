@@ -312,3 +312,78 @@ def test_training_reads_prepared_data_from_the_memory_map(label_images, tmp_path
     dset, loader, dset_test, _ = get_datasets_from_config(config)
     assert isinstance(dset.x, np.memmap) and isinstance(dset_test.x, np.memmap)  # never read whole
     assert next(iter(loader))[0].shape == (4, 1, SIZE, SIZE)
+
+
+def test_overwrite_leaves_no_stale_file_of_the_earlier_dataset(label_images, tmp_path):
+    images, masks, _ = label_images
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame({"file": [f"img{i}.tif" for i in range(6)], "label": [0, 1] * 3}).to_csv(csv, index=False)
+    out = tmp_path / "data"
+    prepare_dataset(out, images=images, masks=masks, labels=csv, size=SIZE, progress=False)
+    (out / "X_train.sav").write_bytes(b"an older format")
+    (out / "notes.txt").write_text("mine")
+    prepare_dataset(
+        out, images=images, masks=masks, size=SIZE, test_fraction=0.0, overwrite=True, progress=False
+    )
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "X_train.npy",
+        "metadata.csv",
+        "metadata.parquet",
+        "notes.txt",
+        "prepare.json",
+        "samples.png",
+    ]
+    data = load_dataset(out)
+    assert data["y_train"] is None and data["X_test"] is None
+
+
+def test_pairs_groups_split_whole_groups_and_same_names_in_two_folders_stay_apart(label_images, tmp_path):
+    images, masks, _ = label_images
+    (tmp_path / "plate2").mkdir()
+    rows = []
+    for i in range(6):
+        rows.append(
+            {"image": str(images / f"img{i}.tif"), "mask": str(masks / f"img{i}.tif"), "group": "AB"[i // 3]}
+        )
+    for i in range(2):  # the same file names in another folder
+        target = tmp_path / "plate2" / f"img{i}.tif"
+        target.write_bytes((images / f"img{i}.tif").read_bytes())
+        rows.append({"image": str(target), "mask": str(masks / f"img{i}.tif"), "group": "C"})
+    pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+    out = tmp_path / "data"
+    prepare_dataset(out, pairs=tmp_path / "pairs.csv", size=SIZE, test_fraction=0.34, progress=False)
+    meta = pd.read_parquet(out / "metadata.parquet")
+    assert meta.groupby("group")["split"].nunique().max() == 1  # whole groups, not whole images
+    assert (meta["split"] == "test").groupby(meta["group"]).first().sum() == 1
+    assert meta["source_image"].nunique() == 8
+
+
+def test_integer_classes_keep_their_numeric_order(label_images, tmp_path):
+    images, masks, _ = label_images
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame({"file": [f"img{i}.tif" for i in range(6)], "label": [2, 10, 2, 10, 1, 1]}).to_csv(
+        csv, index=False
+    )
+    summary = prepare_dataset(
+        tmp_path / "d", images=images, masks=masks, labels=csv, size=SIZE, progress=False
+    )
+    assert summary["classes"] == ["1", "2", "10"]
+    meta = pd.read_parquet(tmp_path / "d" / "metadata.parquet")
+    np.testing.assert_array_equal(meta["label_id"], meta["label"].map({1: 0, 2: 1, 10: 2}))
+
+
+def test_a_file_with_another_channel_count_is_reported_and_skipped(tmp_path, capsys):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    grey = np.zeros((40, 40), np.uint8)
+    rr, cc = draw.ellipse(20, 20, 9, 6)
+    grey[rr, cc] = 200
+    for i in range(3):
+        tifffile.imwrite(crops / f"cell{i}.tif", grey)
+    from skimage import io
+
+    io.imsave(crops / "colour.png", np.stack([grey] * 3, -1), check_contrast=False)
+    summary = prepare_dataset(tmp_path / "d", crops=crops, size=SIZE, test_fraction=0.0, progress=False)
+    assert summary["dropped"] == {"bad file": 1} and summary["n_objects"]["train"] == 3
+    assert "colour.png: 3 channel(s), but the first image has 1" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import run
 import utils
 from configs.schema import ConfigError, apply_overrides, load_config
 from data import generate_o2mnist, generate_shapes
+from data.datasets import DatasetError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -294,21 +295,52 @@ def test_an_error_during_training_saves_the_weights_for_resume(tiny_config, monk
     assert torch.load(run_dir / "model.pt", weights_only=True)["epoch"] == 3
 
 
-def test_a_non_finite_loss_stops_training_and_never_overwrites_the_checkpoint(tiny_config, monkeypatch):
+@pytest.mark.parametrize("align", ["none", "fourier"])
+def test_non_finite_weights_stop_training_and_never_overwrite_the_checkpoint(tiny_config, monkeypatch, align):
     def poison(model):
         with torch.no_grad():
             next(model.decoder.parameters()).fill_(float("nan"))
 
     fail_at_call(monkeypatch, 5, poison)
-    # without alignment nothing else looks at the NaN reconstruction before the loss
     config = apply_overrides(
-        tiny_config, ["training.epochs=3", "training.validate_every=5", "model.align=none"]
+        tiny_config, ["training.epochs=3", "training.validate_every=5", f"model.align={align}"]
     )
-    with pytest.raises(FloatingPointError, match=r"the loss is nan at step 5 \(epoch 2, batch 2\)"):
+    with pytest.raises(
+        FloatingPointError, match=r"decoder output holds NaN or Inf .*at step 5 \(epoch 2, batch 2\)"
+    ):
         run.train(config)
     state = torch.load(only_run_dir(config) / "model.pt", weights_only=True)
     assert state["epoch"] == 1  # the checkpoint of epoch 1, not NaN weights
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step(tiny_config, monkeypatch):
+    import models.vae
+
+    calls = {"n": 0}
+    loss = models.vae.VAE.reconstruction_loss
+
+    def nan_at_fourth(self, out, x):
+        calls["n"] += 1
+        value = loss(self, out, x)
+        return value * float("nan") if calls["n"] == 4 else value
+
+    monkeypatch.setattr(models.vae.VAE, "reconstruction_loss", nan_at_fourth)
+    with pytest.raises(SystemExit, match=r"error: the loss is nan at step 4 \(epoch 2, batch 1\)"):
+        run.main(
+            [
+                "configs.config_tiny",
+                f"data.data_dir={tiny_config.data.data_dir}",
+                "logging.wandb_mode=disabled",
+                f"logging.out_dir={tiny_config.logging.out_dir}",
+                "training.validate_every=5",
+            ]
+        )
+
+
+def test_fewer_than_two_training_images_is_an_error(tiny_config):
+    with pytest.raises(DatasetError, match="1 training image.s.; training needs at least 2"):
+        run.train(apply_overrides(tiny_config, ["data.limit_train=1"]))
 
 
 def test_minmax_range_is_saved_with_the_model_and_applied_when_embedding(tiny_config, tiny_data, tmp_path):
@@ -462,3 +494,27 @@ def test_the_original_repositorys_loading_code_works_unchanged(tiny_config, tmp_
     del saved_model["state_dict"]
     torch.save(saved_model, tmp_path / "without_alias.pt")
     assert (run_dir / "model.pt").stat().st_size < 1.01 * (tmp_path / "without_alias.pt").stat().st_size
+
+
+def test_pretrained_names_resolve_and_a_damaged_shipped_model_is_refused(tiny_config, tmp_path, monkeypatch):
+    import hashlib
+
+    import models.build
+    from models.build import CheckpointError
+
+    shipped = tmp_path / "pretrained"
+    shipped.mkdir()
+    run_dir = run.train(apply_overrides(tiny_config, ["training.epochs=1"]))
+    data = (run_dir / "model.pt").read_bytes()
+    (shipped / "tiny.pt").write_bytes(data)
+    (shipped / "tiny.pt.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  tiny.pt\n")
+    monkeypatch.setattr(models.build, "PRETRAINED_DIR", shipped)
+    for name in ("tiny", "pretrained/tiny"):
+        assert run.load_model(name).config.model.zdim == 4
+    (shipped / "tiny.pt").write_bytes(data[:-10] + b"0123456789")
+    with pytest.raises(
+        CheckpointError, match="tiny.pt: sha256 .* differs from .* recorded in tiny.pt.sha256"
+    ):
+        run.load_model("tiny")
+    with pytest.raises(FileNotFoundError, match="pretrained model name: tiny"):
+        run.load_model("nope")
