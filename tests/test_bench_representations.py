@@ -57,10 +57,10 @@ def test_markdown_table_has_mean_and_sd_over_seeds():
 
 @pytest.mark.slow
 def test_quick_benchmark_runs_and_the_o2vae_is_the_most_invariant(tmp_path):
-    """The quick scale on O2-MNIST with one seed and the methods the assertions need (about 2
-    minutes on 2 CPU cores; the whole quick scale, 9 methods x 3 datasets x 3 seeds, is in
-    BENCHMARKS.md): files written and read back, and the O2-VAE's orientation sensitivity below the
-    vanilla VAE's and below PCA's on raw pixels."""
+    """The quick scale on O2-MNIST with one seed and the methods the assertions need (33 s on the
+    idle 2-core CPU, a few minutes when shared; the whole quick scale, 9 methods x 3 datasets x 3
+    seeds, is in BENCHMARKS.md): files written and read back, and the O2-VAE's orientation
+    sensitivity below the vanilla VAE's and below PCA's on raw pixels."""
     methods = ["o2vae", "vanilla", "pca"]
     bench.main(
         ["--quick", "--datasets", "o2mnist", "--seeds", "1", "--methods", *methods, "--out", str(tmp_path)]
