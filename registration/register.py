@@ -173,10 +173,9 @@ def register(fixed, moving, translation=False, n_angles=360, n_radii=None, radiu
         translation; the shift then comes from the cross-correlation of ``fixed`` and the
         rotated ``moving`` (:func:`phase_correlation` with ``normalization=None``), and the
         180-degree ambiguity of the spectra is resolved by aligning both candidates and keeping
-        the higher ``score``. This costs
-        about three times as much, and is less precise than the default when objects are
-        centred: the spectra of small images are coarse. Shifts are found modulo the image
-        size (circular), so keep objects well inside the frame.
+        the higher ``score``. This takes 8.6x the time of the default at 32 px and 13.9x at
+        64 px (batch 512, 2-core CPU, ``benchmarks/bench_registration.py --translation``).
+        Shifts are found modulo the image size (circular), so keep objects well inside the frame.
     n_angles, n_radii, radius, upsample
         See :func:`register_rotation_flip`.
 
@@ -219,7 +218,7 @@ def _register_translation(fixed, moving, polar, upsample):
     angle, flip, _ = _best_rotation_flip(sf, sm, weights, upsample, ignore_ring_means=True)
     # a magnitude spectrum is symmetric about its centre, so the angle is known up to 180 degrees:
     # align both candidates (rotation, then the shift of the largest cross-correlation, i.e. of the
-    # least squared error: sharper than phase correlation once moving is resampled) and keep the
+    # least squared error: more precise than phase correlation once moving is resampled) and keep the
     # higher score
     b = len(fixed)
     angle, flip = torch.cat([angle, (angle + 180.0) % 360.0]), flip.repeat(2)
