@@ -11,8 +11,7 @@ from models.decoders.cnn_decoder import CNNDecoder
 from models.encoders_o2.o2_encoder import O2Encoder, WholeMapConv
 from models.encoders_vanilla.cnn_encoder import CNNEncoder
 from models.vae import VAE
-from registration import rotate_flip
-from registration.brute_force import disk_mask
+from registration import disk_mask, rotate_flip
 
 TINY = dict(channels=(2, 3), downsample=(True, True), kernel_size=3, hidden=16)
 
