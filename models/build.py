@@ -67,8 +67,27 @@ def build_model_from_config(config):
         loss_mask=m.loss_mask,
     )
     model.config = config
+    _keep_basis_buffers_out_of_state(model)
     # train mode drops e2cnn's cached filters, so model.state_dict() has the keys checkpoints store
     return model.train()
+
+
+# e2cnn buffers computed from the architecture alone (the sampled steerable basis and the index
+# tables that place its blocks): 90 % of a checkpoint's bytes if saved, so they are rebuilt instead
+BASIS_BUFFERS = ("sampled_basis", "in_indices_", "out_indices_", "bias_expansion")
+
+
+def _is_basis_buffer(key):
+    return key.rsplit(".", 1)[-1].startswith(BASIS_BUFFERS)
+
+
+def _keep_basis_buffers_out_of_state(model):
+    """Make e2cnn's :data:`BASIS_BUFFERS` non-persistent: kept on the module, left out of ``state_dict()``."""
+    for module in model.modules():
+        for name, buffer in list(module.named_buffers(recurse=False)):
+            if _is_basis_buffer(name):
+                delattr(module, name)
+                module.register_buffer(name, buffer, persistent=False)
 
 
 def model_state(model):
@@ -91,7 +110,9 @@ def model_state(model):
 def load_model_state(model, state):
     """Load a :func:`model_state` into ``model`` (left in train mode; ``.eval()`` rebuilds the filters)."""
     model.train()  # drops the cached filters, so the keys match
-    model.load_state_dict(state)
+    expected = model.state_dict().keys()
+    # checkpoints written before the basis buffers were left out hold them: rebuilt, not read
+    model.load_state_dict({k: v for k, v in state.items() if k in expected or not _is_basis_buffer(k)})
 
 
 def library_versions():

@@ -518,3 +518,23 @@ def test_pretrained_names_resolve_and_a_damaged_shipped_model_is_refused(tiny_co
         run.load_model("tiny")
     with pytest.raises(FileNotFoundError, match="pretrained model name: tiny"):
         run.load_model("nope")
+
+
+def test_checkpoints_leave_out_the_e2cnn_basis_and_older_ones_holding_it_still_load(tiny_config, tmp_path):
+    from models.build import BASIS_BUFFERS
+
+    run_dir = run.train(apply_overrides(tiny_config, ["training.epochs=1"]))
+    saved = torch.load(run_dir / "model.pt")
+    model = run.load_model(run_dir).train()
+    basis = {k: v for k, v in model.named_buffers() if k.rsplit(".", 1)[-1].startswith(BASIS_BUFFERS)}
+    assert basis and not set(basis) & set(saved["model"])
+    # a checkpoint written before (with the basis buffers) is 4x larger, and loads to the same model
+    old = dict(saved, model=saved["model"] | basis)
+    old["state_dict"] = old["model"]
+    torch.save(old, tmp_path / "old.pt")
+    assert (tmp_path / "old.pt").stat().st_size > 4 * (run_dir / "model.pt").stat().st_size
+    x = torch.rand(6, 1, 16, 16)
+    np.testing.assert_array_equal(
+        utils.get_model_embeddings_from_tensors(run.load_model(tmp_path / "old.pt"), x, progress=False),
+        utils.get_model_embeddings_from_tensors(run.load_model(run_dir), x, progress=False),
+    )
