@@ -209,7 +209,9 @@ def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_image
 def main(argv=None):
     """Command line: ``python -m analysis RUN_DIR --data DATA_DIR --out OUT_DIR``; see :func:`analyse`."""
     parser = argparse.ArgumentParser(description=__doc__.split(":")[0])
-    parser.add_argument("run_dir", help="run directory (or model.pt) of a trained model")
+    parser.add_argument(
+        "run_dir", help="run directory or model.pt of a trained model, or a shipped one: pretrained/o2mnist"
+    )
     parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--out", required=True, help="output directory (must be new or empty)")
     parser.add_argument("--split", default="test", choices=["train", "test"])
