@@ -36,7 +36,7 @@ NOTEBOOKS = [
 ]
 OUT = "notebook_outputs/executed"
 ENV = {"O2VAE_SMALL": "1", "WANDB_MODE": "disabled", "TQDM_DISABLE": "1"}
-UNSET = ("O2VAE_RUN", "O2VAE_VANILLA_RUN")  # the notebooks train their own models
+UNSET = ("O2VAE_RUN", "O2VAE_VANILLA_RUN", "O2VAE_TRAIN")  # the notebooks use the shipped models
 # a tqdm bar ("epoch 1/2:  40%|####  | 6/15 [00:01<00:02, 4.1batch/s]") and tqdm's IProgress warning
 PROGRESS = re.compile(r"\[\d+:\d\d(<[\d:?]+)?, |TqdmWarning|IProgress not found|from \.autonotebook import")
 
