@@ -1,7 +1,10 @@
-"""Re-measure or publish a pretrained model (see ``pretrained/__init__.py``).
+"""Re-measure, publish or list the pretrained models (see ``pretrained/__init__.py``).
 
-python -m pretrained measure NAME [--data DATA_DIR]
-python -m pretrained publish RUN_DIR NAME --commit COMMIT --train-minutes MINUTES [--data DATA_DIR]
+Usage::
+
+    python -m pretrained measure NAME [--data DATA_DIR]
+    python -m pretrained publish RUN_DIR NAME --commit COMMIT --train-minutes MIN [--data DIR] [--note TEXT]
+    python -m pretrained table
 """
 
 import argparse
@@ -21,10 +24,14 @@ def main(argv=None):
     p_publish.add_argument("--commit", required=True, help="the commit the run was trained at")
     p_publish.add_argument("--train-minutes", type=float, required=True, help="wall-clock training time")
     p_publish.add_argument("--note", help="for the card, e.g. other jobs that shared the machine")
+    sub.add_parser("table", help="print the README's table of shipped models")
     for p in (p_measure, p_publish):
         p.add_argument("--data", help="held-out dataset directory (default: rebuilt in a temporary folder)")
     args = parser.parse_args(argv)
 
+    if args.what == "table":
+        print(pretrained.table(), end="")
+        return 0
     if args.what == "publish":
         info = pretrained.publish(
             args.run_dir, args.name, args.commit, args.train_minutes, args.data, args.note

@@ -33,6 +33,10 @@ def test_every_recipe_ships_a_small_checkpoint_with_checksum_json_and_card(name)
     assert "optimizer" not in saved and saved["state_dict"] is saved["model"]
 
 
+def test_the_readme_quotes_the_cards():
+    assert pretrained.table() in (pretrained.ROOT / "README.md").read_text()
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_presets_still_describe_the_shipped_models(name):
     """Editing a preset a shipped model came from means retraining it and updating its card."""
