@@ -10,6 +10,7 @@ import torch
 
 from configs.schema import Config, ConfigError, from_dict
 from data.io import atomic_write
+from models._e2cnn_compat import is_derived_buffer
 from models.decoders.cnn_decoder import CNNDecoder
 from models.encoders_o2.o2_encoder import O2Encoder
 from models.encoders_vanilla.cnn_encoder import CNNEncoder
@@ -67,27 +68,8 @@ def build_model_from_config(config):
         loss_mask=m.loss_mask,
     )
     model.config = config
-    _keep_basis_buffers_out_of_state(model)
     # train mode drops e2cnn's cached filters, so model.state_dict() has the keys checkpoints store
     return model.train()
-
-
-# e2cnn buffers computed from the architecture alone (the sampled steerable basis and the index
-# tables that place its blocks): 90 % of a checkpoint's bytes if saved, so they are rebuilt instead
-BASIS_BUFFERS = ("sampled_basis", "in_indices_", "out_indices_", "bias_expansion")
-
-
-def _is_basis_buffer(key):
-    return key.rsplit(".", 1)[-1].startswith(BASIS_BUFFERS)
-
-
-def _keep_basis_buffers_out_of_state(model):
-    """Make e2cnn's :data:`BASIS_BUFFERS` non-persistent: kept on the module, left out of ``state_dict()``."""
-    for module in model.modules():
-        for name, buffer in list(module.named_buffers(recurse=False)):
-            if _is_basis_buffer(name):
-                delattr(module, name)
-                module.register_buffer(name, buffer, persistent=False)
 
 
 def model_state(model):
@@ -111,8 +93,20 @@ def load_model_state(model, state):
     """Load a :func:`model_state` into ``model`` (left in train mode; ``.eval()`` rebuilds the filters)."""
     model.train()  # drops the cached filters, so the keys match
     expected = model.state_dict().keys()
-    # checkpoints written before the basis buffers were left out hold them: rebuilt, not read
-    model.load_state_dict({k: v for k, v in state.items() if k in expected or not _is_basis_buffer(k)})
+    # checkpoints written before the derived e2cnn buffers were left out hold them: they must
+    # equal the ones rebuilt from the architecture, which are used
+    rebuilt = dict(model.named_buffers())
+    for key in state.keys() - expected:
+        if is_derived_buffer(key) and key in rebuilt:
+            stored, built = state[key].to(rebuilt[key]), rebuilt[key]
+            same = (
+                torch.allclose(stored, built, atol=1e-6)
+                if built.is_floating_point()
+                else torch.equal(stored, built)
+            )
+            if not same:
+                raise CheckpointError(f"stored e2cnn buffer {key} differs from the one this code builds")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected or not is_derived_buffer(k)})
 
 
 def library_versions():
@@ -280,7 +274,7 @@ def load_model(path_or_run_dir, device=None):
     model = build_model_from_config(config)
     try:
         load_model_state(model, state["model"])
-    except RuntimeError as e:
+    except (RuntimeError, CheckpointError) as e:
         raise CheckpointError(f"{path}: weights do not fit the model its config describes: {e}") from e
     model.config = config
     return model.to(device).eval()

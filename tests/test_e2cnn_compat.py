@@ -96,14 +96,6 @@ SYMPTOMS = {
         r"full_mask\[mask\] = norms\.to\(torch\.uint8\)" + CARETS + r"UserWarning: indexing with dtype "
         r"torch\.uint8 is now deprecated, please use a dtype torch\.bool instead",
     ),
-    "load_state_dict": (
-        "single memory location",
-        "torch/nn/modules/module.py",
-        r"RuntimeError: Error\(s\) in loading state_dict for SequentialModule:\n\tWhile copying the "
-        r"parameter named \"0\._basisexpansion\.in_indices_[^\n]*an exception occurred : \('unsupported "
-        r"operation: more than one element of the written-to tensor refers to a single memory location\. "
-        r"Please clone\(\) the tensor before performing the operation\.',\)",
-    ),
 }
 
 

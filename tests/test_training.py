@@ -1,4 +1,5 @@
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -521,13 +522,14 @@ def test_pretrained_names_resolve_and_a_damaged_shipped_model_is_refused(tiny_co
 
 
 def test_checkpoints_leave_out_the_e2cnn_basis_and_older_ones_holding_it_still_load(tiny_config, tmp_path):
-    from models.build import BASIS_BUFFERS
+    from models._e2cnn_compat import is_derived_buffer
+    from models.build import CheckpointError
 
     run_dir = run.train(apply_overrides(tiny_config, ["training.epochs=1"]))
     saved = torch.load(run_dir / "model.pt")
     model = run.load_model(run_dir).train()
-    basis = {k: v for k, v in model.named_buffers() if k.rsplit(".", 1)[-1].startswith(BASIS_BUFFERS)}
-    assert basis and not set(basis) & set(saved["model"])
+    basis = {k: v.clone() for k, v in model.named_buffers() if is_derived_buffer(k)}
+    assert any(k.endswith("sampled_basis") for k in basis) and not set(basis) & set(saved["model"])
     # a checkpoint written before (with the basis buffers) is 4x larger, and loads to the same model
     old = dict(saved, model=saved["model"] | basis)
     old["state_dict"] = old["model"]
@@ -538,3 +540,26 @@ def test_checkpoints_leave_out_the_e2cnn_basis_and_older_ones_holding_it_still_l
         utils.get_model_embeddings_from_tensors(run.load_model(tmp_path / "old.pt"), x, progress=False),
         utils.get_model_embeddings_from_tensors(run.load_model(run_dir), x, progress=False),
     )
+    # a stored basis that differs from the one this code builds is refused, not silently replaced
+    key = next(k for k in basis if k.endswith("sampled_basis"))
+    old["model"][key] = basis[key] + 1.0
+    torch.save(old, tmp_path / "other_basis.pt")
+    with pytest.raises(
+        CheckpointError, match=f"other_basis.pt: .*stored e2cnn buffer {re.escape(key)} differs"
+    ):
+        run.load_model(tmp_path / "other_basis.pt")
+
+
+def test_e2cnn_layers_built_anywhere_keep_derived_buffers_out_of_their_state_dicts():
+    import e2cnn.gspaces
+    import e2cnn.nn as enn
+
+    from models._e2cnn_compat import is_derived_buffer
+
+    space = e2cnn.gspaces.FlipRot2dOnR2(N=4)
+    conv = enn.R2Conv(
+        enn.FieldType(space, [space.trivial_repr]), enn.FieldType(space, 2 * [space.regular_repr]), 3
+    )
+    derived = [k for k, _ in conv.named_buffers() if is_derived_buffer(k)]
+    assert derived and not set(derived) & set(conv.state_dict())
+    assert {"weights", "bias"} <= set(conv.state_dict())
