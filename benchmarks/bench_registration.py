@@ -27,7 +27,6 @@ angle, flip and shift accuracy on the shifted pairs.
 
 import argparse
 import pathlib
-import platform
 import sys
 import time
 
@@ -38,18 +37,10 @@ from skimage.registration import phase_cross_correlation
 from skimage.transform import warp_polar
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from models.build import machine_name  # noqa: E402
 from registration import disk_mask, register, register_brute_force, rotate_flip  # noqa: E402
 
 N_ANGLES = 360
-
-
-def cpu_name():
-    """The CPU model, from /proc/cpuinfo where there is one."""
-    try:
-        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def smooth_objects(n, size, seed):
@@ -199,7 +190,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine_name()
     print(f"device: {device} ({name}), torch threads: {torch.get_num_threads()}, torch {torch.__version__}\n")
     if args.translation:
         print(

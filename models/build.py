@@ -1,6 +1,7 @@
 """Build a VAE from a config, and save/load self-describing checkpoints."""
 
 import hashlib
+import os
 import pathlib
 import platform
 import warnings
@@ -109,6 +110,16 @@ def load_model_state(model, state):
     model.load_state_dict({k: v for k, v in state.items() if k in expected or not is_derived_buffer(k)})
 
 
+def machine_name():
+    """The CPU model and core count of this machine (from /proc/cpuinfo where there is one)."""
+    try:
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "unknown CPU"
+    return f"{cpu} ({os.cpu_count()} cores)"
+
+
 def library_versions():
     """Versions of Python and the libraries a checkpoint depends on, as plain strings."""
     import e2cnn
@@ -145,6 +156,7 @@ def save_checkpoint(path, model, optimizer, epoch, config, best_valid_loss, rng_
         "rng": rng_state,
         "wandb_id": wandb_id,
         "versions": library_versions(),
+        "machine": machine_name(),  # where it was trained (model cards quote it)
     }
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 

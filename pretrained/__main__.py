@@ -45,9 +45,9 @@ def main(argv=None):
         print(f"{key:12s} card {card[key]:.3f}   now {scores[key]:.3f}")
     moved = pretrained.drift(card, scores)
     if moved:
-        print(f"drift beyond {pretrained.TOLERANCE}: {sorted(moved)}")
+        print(f"drift beyond {pretrained.tolerance(scores['n_test']):.3f}: {sorted(moved)}")
         return 1
-    print(f"all scores within {pretrained.TOLERANCE} of the card")
+    print(f"all scores within {pretrained.tolerance(scores['n_test']):.3f} of the card")
     return 0
 
 

@@ -49,7 +49,7 @@ def test_the_original_repositorys_loading_code_works_on_a_shipped_model():
     from configs.config_o2mnist_full import config
 
     model = run.build_model_from_config(config)
-    saved_model = torch.load("pretrained/o2mnist.pt")
+    saved_model = torch.load(pretrained.HERE / "o2mnist.pt")
     model.load_state_dict(saved_model["state_dict"])
     x = torch.rand(4, 1, 32, 32)
     expected = run.load_model("o2mnist")
@@ -130,10 +130,15 @@ def test_publish_writes_a_slim_checkpoint_that_embeds_like_the_run(tiny_recipe):
 def test_measure_reports_drift(tiny_recipe, monkeypatch, capsys):
     run_dir, data = tiny_recipe
     info = pretrained.publish(run_dir, "tiny", commit="abc1234", train_minutes=0.1, data_dir=data)
-    moved = dict(info["scores"], purity=info["scores"]["purity"] - 0.02)
+    card = info["scores"]
+    # 48 test images: one and a half images' worth of accuracy (0.031) is not drift, 0.05 is
+    assert pretrained.tolerance(48) == pytest.approx(1.5 / 48) and pretrained.tolerance(10_000) == 0.01
+    assert pretrained.drift(card, dict(card, knn=card["knn"] - 0.03)) == {}
+    moved = dict(card, purity=card["purity"] - 0.05)
     monkeypatch.setattr(pretrained, "card", lambda name: {"scores": moved})
     assert pretrained_cli.main(["measure", "tiny", "--data", str(data)]) == 1
-    assert "drift beyond 0.01: ['purity']" in capsys.readouterr().out
+    assert "drift beyond 0.031: ['purity']" in capsys.readouterr().out
+    assert pretrained.drift(card, dict(card, n_test=47)) == {"n_test": (48, 47)}
 
 
 def test_publish_refuses_a_run_of_another_config(tiny_recipe):
