@@ -22,37 +22,7 @@ from analysis import clustering, metrics, outliers, plots, projection
 from analysis.classification import probe_accuracy
 from analysis.invariance import invariance_report
 from analysis.profiles import export_profiles, model_provenance
-
-
-def split_metadata(data_dir, split, n):
-    """Per-image metadata of a split: ``metadata.parquet`` (``data.prepare``) or ``meta_<split>.npz``.
-
-    Parameters
-    ----------
-    data_dir : str or Path
-    split : {'train', 'test'}
-    n : int
-        Number of images of the split; arrays of another length or shape are left out.
-
-    Returns
-    -------
-    dict
-        Name -> array of length ``n`` (e.g. source image, object id, centroid, true angle);
-        empty if the dataset has neither file.
-    """
-    data_dir = pathlib.Path(data_dir)
-    if (data_dir / "metadata.parquet").is_file():
-        import pandas as pd
-
-        table = pd.read_parquet(data_dir / "metadata.parquet")
-        rows = table[table["split"] == split].sort_values("index_in_split")
-        columns = rows.drop(columns=["split", "index_in_split"])
-        return {k: columns[k].to_numpy() for k in columns.columns} if len(rows) == n else {}
-    path = data_dir / f"meta_{split}.npz"
-    if not path.is_file():
-        return {}
-    with np.load(path, allow_pickle=False) as meta:
-        return {k: meta[k] for k in meta.files if meta[k].ndim == 1 and len(meta[k]) == n}
+from data.datasets import split_metadata
 
 
 def load_images(model, data_dir, split="test", max_images=5000):
@@ -90,11 +60,11 @@ def load_images(model, data_dir, split="test", max_images=5000):
         If the model uses ``data.rescale = 'minmax'`` but holds no ``data.value_range``.
     """
     import utils
-    from data.datasets import load_dataset, to_model_input
+    from analysis.scores import load_for_model
+    from data.datasets import to_model_input
 
     value_range = utils.model_value_range(model)  # raises for a 'minmax' model without a range
-    rescale = model.config.data.rescale
-    arrays = load_dataset(data_dir, rescale=rescale, value_range=value_range if rescale else None)
+    arrays = load_for_model(model, data_dir)
     if arrays[f"X_{split}"] is None:
         split = "train"
     x, y = arrays[f"X_{split}"], arrays[f"y_{split}"]

@@ -3,7 +3,6 @@
 Embeddings come from ``utils.get_model_embeddings_from_tensors``, the one embedding function.
 """
 
-import hashlib
 import json
 import pathlib
 
@@ -106,26 +105,25 @@ def model_provenance(model, run_dir=None):
     model : torch.nn.Module
         The model; its ``config`` (if any) is stored whole.
     run_dir : str or Path, optional
-        What the model was loaded from (run directory, checkpoint or pretrained model name).
+        What the model was loaded from as the user named it (run directory, checkpoint or
+        pretrained model name).
 
     Returns
     -------
     dict
         ``config`` (a dict or None), ``versions`` (Python and library versions now), ``run_dir``,
-        ``checkpoint`` and ``checkpoint_sha256`` (the file ``run_dir`` names and its hash, so a
-        profile names the exact weights; None without ``run_dir``) and ``torch_device`` (where
-        the model's parameters are).
+        ``checkpoint`` and ``checkpoint_sha256`` (the file ``run.load_model`` read and the hash of
+        the bytes it read, so a profile names the exact weights; None for a model not loaded from
+        a checkpoint) and ``torch_device`` (where the model's parameters are).
     """
-    from models.build import library_versions, resolve_checkpoint
+    from models.build import library_versions
 
     config = getattr(model, "config", None)
-    checkpoint = None if run_dir is None else resolve_checkpoint(run_dir)
-    digest = None if checkpoint is None else hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     return {
         "config": None if config is None else config.to_dict(),
         "versions": library_versions(),
         "run_dir": None if run_dir is None else str(run_dir),
-        "checkpoint": None if checkpoint is None else str(checkpoint),
-        "checkpoint_sha256": digest,
+        "checkpoint": getattr(model, "checkpoint_path", None),
+        "checkpoint_sha256": getattr(model, "checkpoint_sha256", None),
         "torch_device": str(next(model.parameters()).device) if isinstance(model, torch.nn.Module) else None,
     }

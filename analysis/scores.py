@@ -6,18 +6,20 @@ import torch
 import utils
 from analysis.invariance import orientation_sensitivity
 from analysis.metrics import kmeans_purity, knn_accuracy
-from data.datasets import load_dataset, to_model_input
+from data.datasets import load_dataset, split_metadata, to_model_input
 
 N_REFERENCE = 10_000  # training images the kNN classifier is fit on
 N_SENSITIVITY = 1_000  # test images rendered twice for the orientation sensitivity
 
 
 def load_for_model(model, data_dir):
-    """The arrays of a dataset (:func:`data.datasets.load_dataset`) in the model's training value range."""
-    value_range = utils.model_value_range(model)
+    """The arrays of a dataset (:func:`data.datasets.load_dataset`), checked against the model's value range.
+
+    The images come back as stored; :func:`as_model_input` maps them to the model's [0, 1].
+    """
     if model.config.data.rescale is None:
         return load_dataset(data_dir)
-    return load_dataset(data_dir, rescale="minmax", value_range=value_range)
+    return load_dataset(data_dir, rescale="minmax", value_range=utils.model_value_range(model))
 
 
 def as_model_input(model, images):
@@ -27,12 +29,24 @@ def as_model_input(model, images):
 
 
 def split_labels(data_dir, arrays, split, labels):
-    """Labels of a split: the dataset's ``y`` or a ``metadata.parquet`` column."""
-    if labels == "y":
-        return np.asarray(arrays[f"y_{split}"])
-    from analysis.__main__ import split_metadata
+    """Labels of a split: the dataset's ``y`` or a column of its metadata (``metadata.parquet``).
 
-    return split_metadata(data_dir, split, len(arrays[f"X_{split}"]))[labels]
+    Raises
+    ------
+    ValueError
+        If the split has no such labels.
+    """
+    if labels == "y":
+        if arrays[f"y_{split}"] is None:
+            raise ValueError(f"{data_dir}: no y_{split} labels; give labels= a metadata column instead")
+        return np.asarray(arrays[f"y_{split}"])
+    meta = split_metadata(data_dir, split, len(arrays[f"X_{split}"]))
+    if labels not in meta:
+        raise ValueError(
+            f"{data_dir}: no metadata column {labels!r} for the {split} split "
+            f"(found: {sorted(meta) or 'no metadata of the right length'})"
+        )
+    return meta[labels]
 
 
 def model_scores(model, data_dir, labels="y"):
@@ -57,6 +71,8 @@ def model_scores(model, data_dir, labels="y"):
         test images; ``n_reference``, ``n_test``.
     """
     arrays = load_for_model(model, data_dir)
+    if arrays["X_test"] is None:
+        raise ValueError(f"{data_dir}: no test split (X_test) to score on")
     x_ref, x_test = arrays["X_train"][:N_REFERENCE], arrays["X_test"]
     y_ref = split_labels(data_dir, arrays, "train", labels)[:N_REFERENCE]
     y_test = split_labels(data_dir, arrays, "test", labels)

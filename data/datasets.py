@@ -390,6 +390,37 @@ class ImageDataset(Dataset):
         return rotate_flip(img[None], angle, flip)[0]
 
 
+def split_metadata(data_dir, split, n):
+    """Per-image metadata of a split: ``metadata.parquet`` (``data.prepare``) or ``meta_<split>.npz``.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+    split : {'train', 'test'}
+    n : int
+        Number of images of the split; arrays of another length or shape are left out.
+
+    Returns
+    -------
+    dict
+        Name -> array of length ``n`` (e.g. source image, object id, centroid, true angle);
+        empty if the dataset has neither file.
+    """
+    data_dir = pathlib.Path(data_dir)
+    if (data_dir / "metadata.parquet").is_file():
+        import pandas as pd
+
+        table = pd.read_parquet(data_dir / "metadata.parquet")
+        rows = table[table["split"] == split].sort_values("index_in_split")
+        columns = rows.drop(columns=["split", "index_in_split"])
+        return {k: columns[k].to_numpy() for k in columns.columns} if len(rows) == n else {}
+    path = data_dir / f"meta_{split}.npz"
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as meta:
+        return {k: meta[k] for k in meta.files if meta[k].ndim == 1 and len(meta[k]) == n}
+
+
 def get_datasets_from_config(config, generator=None):
     """Build the datasets and loaders that a config describes.
 

@@ -1,6 +1,7 @@
 """Build a VAE from a config, and save/load self-describing checkpoints."""
 
 import hashlib
+import io
 import os
 import pathlib
 import platform
@@ -184,8 +185,8 @@ def resolve_checkpoint(path_or_run_dir):
     return path
 
 
-def verify_checksum(path):
-    """Compare ``path`` with the sha256 in ``<path>.sha256`` when that file exists (shipped models).
+def verify_checksum(path, digest):
+    """Compare the sha256 ``digest`` of ``path`` with the one in ``<path>.sha256`` if that file exists.
 
     Raises
     ------
@@ -197,20 +198,25 @@ def verify_checksum(path):
     if not recorded.is_file():
         return
     expected = recorded.read_text().split()[0]
-    actual = hashlib.sha256(path.read_bytes()).hexdigest()
-    if actual != expected:
+    if digest != expected:
         raise CheckpointError(
-            f"{path}: sha256 {actual} differs from {expected} recorded in {recorded.name}: the file is "
+            f"{path}: sha256 {digest} differs from {expected} recorded in {recorded.name}: the file is "
             "damaged or replaced; restore it from the repository (git checkout -- pretrained/)"
         )
 
 
 def load_checkpoint(path_or_run_dir, device="cpu"):
-    """Read a checkpoint safely (``weights_only=True``); returns ``(state, config, path)``."""
+    """Read a checkpoint safely (``weights_only=True``); returns ``(state, config, path)``.
+
+    The file is read once: ``state["sha256"]`` is the sha256 of the bytes loaded (checked against
+    a ``<file>.sha256`` next to it, as shipped models have).
+    """
     path = resolve_checkpoint(path_or_run_dir)
-    verify_checksum(path)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    verify_checksum(path, digest)
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     except Exception as e:
         raise CheckpointError(
             f"{path}: not a readable o2vae checkpoint (only tensors and plain data are loaded): {e}"
@@ -222,6 +228,7 @@ def load_checkpoint(path_or_run_dir, device="cpu"):
         config = from_dict(Config, _fill_keys_added_later(path, state["config"])).validate()
     except ConfigError as e:
         raise CheckpointError(f"{path}: its config does not fit this code: {e}") from e
+    state["sha256"] = digest
     return state, config, path
 
 
@@ -279,7 +286,8 @@ def load_model(path_or_run_dir, device=None):
     Returns
     -------
     VAE
-        In eval mode; ``model.config`` holds the run's :class:`~configs.schema.Config`.
+        In eval mode; ``model.config`` holds the run's :class:`~configs.schema.Config`,
+        ``model.checkpoint_path`` and ``model.checkpoint_sha256`` the file it was read from.
     """
     device = torch.device(device or "cpu")
     state, config, path = load_checkpoint(path_or_run_dir, device)
@@ -289,4 +297,5 @@ def load_model(path_or_run_dir, device=None):
     except (RuntimeError, CheckpointError) as e:
         raise CheckpointError(f"{path}: weights do not fit the model its config describes: {e}") from e
     model.config = config
+    model.checkpoint_path, model.checkpoint_sha256 = str(path), state["sha256"]  # for provenance
     return model.to(device).eval()

@@ -204,7 +204,7 @@ def slim_checkpoint(run_checkpoint, out_path):
     model = build_model_from_config(config)
     load_model_state(model, state["model"])
     weights = model_state(model)
-    slim = {k: v for k, v in state.items() if k not in ("optimizer", "rng", "wandb_id")}
+    slim = {k: v for k, v in state.items() if k not in ("optimizer", "rng", "wandb_id", "sha256")}
     slim["model"] = slim["state_dict"] = weights  # one dict under both keys: torch.save stores it once
     atomic_write(out_path, lambda tmp: torch.save(slim, tmp))
     return model, state.get("machine")

@@ -253,7 +253,7 @@ def test_nothing_usable_is_an_error(tmp_path):
 
 
 def test_analysis_reads_the_metadata_of_each_split_in_image_order(label_images, tmp_path):
-    from analysis.__main__ import split_metadata
+    from data.datasets import split_metadata
 
     images, masks, truth = label_images
     out = tmp_path / "data"
