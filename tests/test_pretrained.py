@@ -31,6 +31,7 @@ def test_every_recipe_ships_a_small_checkpoint_with_checksum_json_and_card(name)
     assert (pretrained.HERE / f"{name}.md").read_text() == pretrained.render_card(name, info)
     saved = torch.load(path, weights_only=True)  # plain tensors and data only
     assert "optimizer" not in saved and saved["state_dict"] is saved["model"]
+    assert run.load_model(name).checkpoint_sha256 == digest  # what profiles record as provenance
 
 
 def test_the_readme_quotes_the_cards():
@@ -145,3 +146,19 @@ def test_publish_refuses_a_run_of_another_config(tiny_recipe):
     run_dir, _ = tiny_recipe
     with pytest.raises(ValueError, match="was not trained by `python run.py configs.config_o2mnist_full`"):
         pretrained.publish(run_dir, "o2mnist", commit="abc1234", train_minutes=0.1)
+
+
+def test_scores_name_what_a_dataset_lacks(tiny_recipe, tmp_path):
+    run_dir, data = tiny_recipe
+    model = run.load_model(run_dir)
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for split in ("train", "test"):
+        (unlabelled / f"X_{split}.sav").write_bytes((data / f"X_{split}.sav").read_bytes())
+    with pytest.raises(ValueError, match="unlabelled: no y_train labels"):
+        model_scores(model, unlabelled)
+    with pytest.raises(ValueError, match="no metadata column 'source' for the train split"):
+        model_scores(model, unlabelled, labels="source")
+    (unlabelled / "X_test.sav").unlink()
+    with pytest.raises(ValueError, match="unlabelled: no test split"):
+        model_scores(model, unlabelled)
