@@ -18,7 +18,9 @@ import os
 import pathlib
 import random
 import secrets
+import signal
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -293,6 +295,7 @@ def train(config, resume_dir=None):
         save_checkpoint(run_dir / name, model, optimizer, epoch, config, best_valid, rng, wandb_id=run.id)
 
     epoch = start_epoch
+    previous_handler = stop_on_sigterm()
     try:
         for epoch in range(start_epoch, config.training.epochs):
             step = train_one_epoch(
@@ -311,6 +314,9 @@ def train(config, resume_dir=None):
         save_after_failure(checkpoint, run_dir, epoch, e)
         run.finish(exit_code=1)
         raise
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     accuracy = quality_summary(model, dset, dset_test, device)
     if accuracy is not None:
         run.summary["knn5_test_accuracy"] = accuracy
@@ -329,9 +335,37 @@ def _relative(path):
         return path
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or ``kill``) during training: handled like Ctrl-C, so the run is saved."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"signal {signum}")
+
+
+def _in_main_thread():
+    return threading.current_thread() is threading.main_thread()
+
+
+def stop_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` while training; returns the handler it replaces.
+
+    Python handles signals in the main thread only, so elsewhere (None returned) SIGTERM keeps
+    its handler.
+    """
+    if not _in_main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def save_after_failure(checkpoint, run_dir, epoch, error):
     """Save the current weights as the start of the interrupted ``epoch``, and say how to resume."""
-    what = "interrupted" if isinstance(error, KeyboardInterrupt) else f"stopped by {type(error).__name__}"
+    if isinstance(error, Terminated):
+        what = "terminated (SIGTERM)"
+    elif isinstance(error, KeyboardInterrupt):
+        what = "interrupted"
+    else:
+        what = f"stopped by {type(error).__name__}"
     try:
         checkpoint("model.pt", epoch)
     except FloatingPointError as save_error:  # never write NaN weights over a good checkpoint
@@ -378,6 +412,8 @@ def main(argv=None):
         if not args.config:
             parser.error("give a config module (e.g. configs.config_o2mnist) or --resume RUN_DIR")
         return train(load_config(args.config, args.overrides))
+    except Terminated:
+        sys.exit(128 + signal.SIGTERM)  # the run was saved; exit as a process killed by SIGTERM would
     except (
         ConfigError,
         DatasetError,

@@ -1,3 +1,4 @@
+import os
 import pathlib
 import re
 import subprocess
@@ -563,3 +564,30 @@ def test_e2cnn_layers_built_anywhere_keep_derived_buffers_out_of_their_state_dic
     derived = [k for k, _ in conv.named_buffers() if is_derived_buffer(k)]
     assert derived and not set(derived) & set(conv.state_dict())
     assert {"weights", "bias"} <= set(conv.state_dict())
+
+
+def test_sigterm_saves_the_run_like_ctrl_c_and_it_resumes(tiny_data, tmp_path):
+    """A real process killed by SIGTERM mid-training (as a scheduler does) leaves a checkpoint."""
+    import signal
+    import time
+
+    out = tmp_path / "runs"
+    command = [sys.executable, "run.py", "configs.config_tiny", f"data.data_dir={tiny_data}"]
+    command += [f"logging.out_dir={out}", "logging.wandb_mode=disabled", "training.epochs=200"]
+    env = os.environ | {"TQDM_DISABLE": "1"}  # keep the pipes small while nothing reads them
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("wandb/*/files/model.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the first epoch's checkpoint: training is under way
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    (run_dir,) = out.glob("wandb/*/files")
+    assert f"terminated (SIGTERM): saved {run_dir / 'model.pt'}" in stderr and "Traceback" not in stderr
+    epoch = torch.load(run_dir / "model.pt", weights_only=True)["epoch"]
+    assert 1 <= epoch < 200
+    assert run.main(["--resume", str(run_dir), f"training.epochs={epoch + 1}"]) == run_dir
+    assert torch.load(run_dir / "model.pt", weights_only=True)["epoch"] == epoch + 1
