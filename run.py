@@ -205,7 +205,7 @@ def train_one_epoch(model, loader, optimizer, config, epoch, first_step, total_s
     Raises
     ------
     FloatingPointError
-        When the loss is NaN or Inf, before it can reach the weights.
+        When the loss or the gradient norm is NaN or Inf, before it can reach the weights.
     """
     model.train()
     n_steps = steps_per_epoch(loader, config.training)
@@ -227,10 +227,15 @@ def train_one_epoch(model, loader, optimizer, config, epoch, first_step, total_s
             raise FloatingPointError(f"the loss is {terms['loss']} {where}")
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        if not torch.isfinite(grad_norm):
+            raise FloatingPointError(f"the gradient norm is {grad_norm.item()} {where}")
         optimizer.step()
         step += 1
         bar.set_postfix({k: f"{v:.1f}" for k, v in terms.items()})
-        run.log({f"train/{k}": v for k, v in terms.items()} | {"lr": lr}, step=step)
+        run.log(
+            {f"train/{k}": v for k, v in terms.items()} | {"lr": lr, "grad_norm": grad_norm.item()}, step=step
+        )
     return step
 
 

@@ -340,6 +340,32 @@ def test_a_non_finite_loss_stops_training_naming_the_step(tiny_config, monkeypat
         )
 
 
+def test_a_non_finite_gradient_with_a_finite_loss_stops_training_before_the_weights_change(
+    tiny_config, monkeypatch
+):
+    import models.vae
+
+    calls = {"n": 0}
+    loss = models.vae.VAE.reconstruction_loss
+
+    def nan_gradient_at_third(self, out, x):
+        calls["n"] += 1
+        value = loss(self, out, x)
+        if calls["n"] != 3:
+            return value
+        zero = out.sum() - out.sum().detach()  # 0, with a gradient path to the weights
+        return value + 0.0 * torch.sqrt(zero)  # finite loss; d sqrt / dx at 0 is inf, times 0 is nan
+
+    monkeypatch.setattr(models.vae.VAE, "reconstruction_loss", nan_gradient_at_third)
+    with pytest.raises(FloatingPointError, match=r"the gradient norm is nan at step 3 \(epoch 1, batch 3\)"):
+        run.train(apply_overrides(tiny_config, ["training.validate_every=5"]))
+    (run_dir,) = pathlib.Path(tiny_config.logging.out_dir).glob("wandb/*/files")
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    assert state["epoch"] == 0 and all(
+        torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()
+    )
+
+
 def test_fewer_than_two_training_images_is_an_error(tiny_config):
     with pytest.raises(DatasetError, match="1 training image.s.; training needs at least 2"):
         run.train(apply_overrides(tiny_config, ["data.limit_train=1"]))
