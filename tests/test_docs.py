@@ -83,3 +83,17 @@ def test_main_readme_python_blocks_run(tiny_run):
 def test_docstring_examples(name):
     failures, tried = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert tried > 0 and failures == 0
+
+
+def test_reliability_md_names_only_tests_that_exist():
+    import re
+
+    text = (ROOT / "RELIABILITY.md").read_text()
+    cited = re.findall(r"tests/(test_\w+)\.py(?:::(test_\w+))?((?:`, `test_\w+)*)", text)
+    assert len(cited) >= 15
+    for module, first, more in cited:
+        source = (ROOT / "tests" / f"{module}.py").read_text()
+        for name in [first, *re.findall(r"test_\w+", more)]:
+            assert not name or f"def {name}(" in source, (
+                f"RELIABILITY.md cites {module}.py::{name}, which is gone"
+            )
