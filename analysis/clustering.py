@@ -1,9 +1,10 @@
 """Cluster embeddings: KMeans, Gaussian mixture (optionally after PCA), agglomerative, HDBSCAN."""
 
-import numpy as np
 from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
+
+from analysis.checks import as_embeddings
 
 METHODS = ("kmeans", "gmm", "agglomerative", "hdbscan")
 
@@ -30,9 +31,7 @@ def cluster(embeddings, method="kmeans", n_clusters=10, pca_components=None, see
     -------
     numpy.ndarray of int, shape (n,)
     """
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2 or len(x) == 0:
-        raise ValueError(f"embeddings must be a non-empty (n, d) array, got shape {x.shape}")
+    x = as_embeddings(embeddings)
     if pca_components is not None:
         x = PCA(n_components=pca_components, random_state=seed).fit_transform(x)
     if method == "kmeans":

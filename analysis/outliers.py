@@ -4,6 +4,8 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor
 
+from analysis.checks import as_embeddings
+
 METHODS = ("isolation_forest", "lof", "centroid_distance")
 
 
@@ -28,7 +30,7 @@ def outlier_scores(embeddings, method="isolation_forest", clusters=None, seed=0,
     -------
     numpy.ndarray, shape (n,)
     """
-    x = np.asarray(embeddings, dtype=np.float64)
+    x = as_embeddings(embeddings)
     if method == "isolation_forest":
         return -IsolationForest(random_state=seed).fit(x).score_samples(x)
     if method == "lof":

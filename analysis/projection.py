@@ -6,6 +6,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
+from analysis.checks import as_embeddings
+
 
 def pca(embeddings, n_components=2, seed=0):
     """Principal-component coordinates.
@@ -21,7 +23,7 @@ def pca(embeddings, n_components=2, seed=0):
     -------
     numpy.ndarray, shape (n, n_components)
     """
-    return PCA(n_components=n_components, random_state=seed).fit_transform(np.asarray(embeddings))
+    return PCA(n_components=n_components, random_state=seed).fit_transform(as_embeddings(embeddings))
 
 
 def umap(embeddings, n_neighbors=15, min_dist=0.1, seed=0):
@@ -46,7 +48,9 @@ def umap(embeddings, n_neighbors=15, min_dist=0.1, seed=0):
     """
     import umap as umap_learn
 
-    x = np.asarray(embeddings, dtype=np.float32)
+    x = as_embeddings(embeddings).astype(np.float32)
+    if len(x) < 4:  # its spectral initialisation needs more objects than 2 components + 1
+        raise ValueError(f"embeddings: UMAP needs at least 4 objects, got {len(x)}")
     k = min(n_neighbors, len(x) - 1)
     distances, indices = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
     reducer = umap_learn.UMAP(
