@@ -335,7 +335,7 @@ def collect_objects(
     dropped : collections.Counter
         Reason -> count.
     """
-    objects, dropped = [], collections.Counter()
+    objects, dropped, bad_files = [], collections.Counter(), []
     n_channels = None
     for source in tqdm(sources, desc="measuring", unit="image", disable=not progress):
         try:
@@ -350,6 +350,7 @@ def collect_objects(
             reason = str(e) if isinstance(e, PrepareError) else f"{source.image}: unreadable ({e})"
             print(f"skipped {source.name}: {reason}", file=sys.stderr)
             dropped["bad file"] += 1
+            bad_files.append(reason if reason.startswith(str(source.name)) else f"{source.name}: {reason}")
             continue
         if table is not None and source.name not in table.index:
             print(f"skipped {source.name}: not in the labels CSV", file=sys.stderr)
@@ -365,7 +366,14 @@ def collect_objects(
             else:
                 objects.append(o)
     if not objects:
-        raise PrepareError(f"no usable object in {len(sources)} input(s); dropped: {dict(dropped)}")
+        why = (
+            f"; bad files: {'; '.join(bad_files[:3])}" + (" ..." if len(bad_files) > 3 else "")
+            if bad_files
+            else ""
+        )
+        if dropped["touches the image border"]:
+            why += " (--keep-border keeps objects that touch the border)"
+        raise PrepareError(f"no usable object in {len(sources)} input(s); dropped: {dict(dropped)}{why}")
     return objects, dropped
 
 

@@ -8,7 +8,7 @@ RELIABILITY.md reports the figures (inputs tried, failures found and fixed).
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -41,6 +41,7 @@ def expect_clear(call, *names):
         return call()
     except (ValueError, TypeError) as e:
         message = str(e)
+        event(message[-90:])
         assert any(name in message for name in names), f"{type(e).__name__} without a name: {message}"
         return None
 
@@ -118,3 +119,64 @@ def test_embedding(tiny_model, x):
     expect_clear(
         lambda: utils.get_model_embeddings_from_tensors(tiny_model, x, progress=False), "x", "images", "image"
     )
+
+
+@SWEEP
+@given(
+    image=st.one_of(
+        hnp.arrays(
+            "float32",
+            hnp.array_shapes(min_dims=2, max_dims=2, min_side=4, max_side=24),
+            elements=st.floats(0, 1, width=32),
+        ),
+        arrays(min_dims=2, max_dims=3, max_side=24),
+    ),
+    data=st.data(),
+)
+def test_prepare_from_images_and_masks(tmp_path_factory, image, data):
+    import tifffile
+    from hypothesis import assume
+
+    from data.prepare import prepare_dataset
+
+    # masks mostly of the image's (h, w) with one object off the border, so that most inputs that
+    # are valid images reach the cropping; others of any shape and content
+    shape = data.draw(
+        st.sampled_from([image.shape[-2:], image.shape[:2]])
+        | hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=24)
+    )
+    dtype = data.draw(st.sampled_from(["uint8", "int32", "float32"]))
+    if len(shape) == 2 and min(shape) >= 4 and data.draw(st.booleans()):
+        mask = np.zeros(shape, dtype)
+        r0, c0 = data.draw(st.integers(1, shape[0] - 3)), data.draw(st.integers(1, shape[1] - 3))
+        mask[
+            r0 : data.draw(st.integers(r0 + 1, shape[0] - 1)),
+            c0 : data.draw(st.integers(c0 + 1, shape[1] - 1)),
+        ] = 1
+    else:
+        mask = data.draw(hnp.arrays(dtype, shape, elements=st.integers(0, 3)))
+    root = tmp_path_factory.mktemp("prepare")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    try:
+        tifffile.imwrite(root / "images" / "cell.tif", image)
+        tifffile.imwrite(root / "masks" / "cell.tif", mask)
+    except Exception:  # not a writable TIFF (complex, empty): not an input a user can hand over
+        assume(False)
+    written = expect_clear(
+        lambda: prepare_dataset(
+            root / "out",
+            images=root / "images",
+            masks=root / "masks",
+            size=16,
+            test_fraction=0.5,
+            progress=False,
+        ),
+        "cell",
+        "images",
+        "masks",
+        "fits the crop",  # every object too large or too small for the crop, with the option to try
+        "--keep-border",  # every object touches the border, with the option that keeps them
+        "area",
+    )
+    event("dataset written" if written is not None else "refused")  # see --hypothesis-show-statistics
