@@ -244,7 +244,16 @@ def test_nothing_usable_is_an_error(tmp_path):
     masks.mkdir()
     tifffile.imwrite(images / "a.tif", np.ones((30, 30), np.float32))
     tifffile.imwrite(masks / "a.tif", np.zeros((30, 30), np.int32))
-    with pytest.raises(PrepareError, match=r"no usable object in 1 input\(s\); dropped: \{'bad file': 1\}"):
+    with pytest.raises(
+        PrepareError,
+        match=r"no usable object in 1 input\(s\); dropped: \{'bad file': 1\}; bad files: "
+        r".*a.tif: the mask is empty",
+    ):
+        prepare_dataset(tmp_path / "out", images=images, masks=masks, progress=False)
+    border = np.zeros((30, 30), np.int32)
+    border[0:5, 10:15] = 1  # the only object touches the top edge
+    tifffile.imwrite(masks / "a.tif", border)
+    with pytest.raises(PrepareError, match=r"'touches the image border': 1\} \(--keep-border keeps"):
         prepare_dataset(tmp_path / "out", images=images, masks=masks, progress=False)
     with pytest.raises(PrepareError, match="no mask with the same stem"):
         tifffile.imwrite(images / "b.tif", np.ones((30, 30), np.float32))
