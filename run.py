@@ -34,6 +34,7 @@ from models.build import (
     load_checkpoint,
     load_model,
     load_model_state,
+    previous_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -56,19 +57,24 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def get_rng_state(loader_generator):
-    """Every random state that training consumes, as tensors and plain data (for checkpoints)."""
+def get_rng_state(loader_state):
+    """Every random state that training consumes, as tensors and plain data (for checkpoints).
+
+    ``loader_state`` is the shuffling generator's state at the start of the current epoch: a
+    resumed run replays that epoch's order up to where it stopped.
+    """
     np_state = np.random.get_state()  # noqa: NPY002
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "python": random.getstate(),
-        "loader": loader_generator.get_state(),
+        "loader": loader_state,
     }
 
 
-def set_rng_state(state, loader_generator):
+def set_global_rng_state(state):
+    """Restore the torch, CUDA, numpy and Python random states of :func:`get_rng_state`."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -76,7 +82,6 @@ def set_rng_state(state, loader_generator):
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))  # noqa: NPY002
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    loader_generator.set_state(state["loader"])
 
 
 def check_data_fits_model(config, dset):
@@ -199,44 +204,46 @@ def learning_rate(training, step, total_steps):
     return training.lr
 
 
-def train_one_epoch(model, loader, optimizer, config, epoch, first_step, total_steps, device, run):
-    """One pass over ``loader`` (at most ``training.max_steps_per_epoch`` steps); returns the next step.
+def invariance_weight(model_config, step, steps_per_epoch):
+    """Weight of the invariance term at optimizer step ``step`` (from 0): a linear ramp to its value.
+
+    Over the first ``model.invariance_warmup_epochs`` epochs the weight grows from
+    ``1 / warmup_steps`` of ``model.invariance_weight`` to all of it, so the first steps learn to
+    reconstruct before they learn to ignore orientation (BENCHMARKS.md, "Invariance").
+    """
+    warmup_steps = model_config.invariance_warmup_epochs * steps_per_epoch
+    if warmup_steps <= 0:
+        return model_config.invariance_weight
+    return model_config.invariance_weight * min(1.0, (step + 1) / warmup_steps)
+
+
+def train_step(model, optimizer, x, lr, grad_clip):
+    """One optimizer step on images ``x``; returns the loss terms and the gradient norm (before clipping).
 
     Raises
     ------
     FloatingPointError
         When the loss or the gradient norm is NaN or Inf, before it can reach the weights.
     """
-    model.train()
-    n_steps = steps_per_epoch(loader, config.training)
-    bar = tqdm(loader, total=n_steps, desc=f"epoch {epoch + 1}/{config.training.epochs}", unit="batch")
-    step = first_step
-    for i, batch in enumerate(bar):
-        if i == n_steps:
-            break
-        lr = learning_rate(config.training, step, total_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        where = f"at step {step + 1} (epoch {epoch + 1}, batch {i + 1}); try a lower training.lr"
-        try:
-            out = model(batch[0].to(device))
-        except FloatingPointError as e:  # the model's own check of its decoder output
-            raise FloatingPointError(f"{e} {where}") from e
-        terms = {k: out[k].item() for k in ("loss", "recon", "kl")}
-        if not math.isfinite(terms["loss"]):
-            raise FloatingPointError(f"the loss is {terms['loss']} {where}")
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(f"the gradient norm is {grad_norm.item()} {where}")
-        optimizer.step()
-        step += 1
-        bar.set_postfix({k: f"{v:.1f}" for k, v in terms.items()})
-        run.log(
-            {f"train/{k}": v for k, v in terms.items()} | {"lr": lr, "grad_norm": grad_norm.item()}, step=step
-        )
-    return step
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    out = model(x)
+    terms = {k: out[k].item() for k in ("loss", "recon", "kl")}
+    if model.invariance_weight:
+        terms["invariance"] = out["invariance"].item()
+    if not math.isfinite(terms["loss"]):
+        raise FloatingPointError(f"the loss is {terms['loss']}")
+    optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    if grad_clip is None:
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    if not torch.isfinite(grad_norm):
+        raise FloatingPointError(f"the gradient norm is {grad_norm.item()}")
+    optimizer.step()
+    return terms, grad_norm.item()
 
 
 def validate(model, loader_test, config, epoch, step, device, run):
@@ -259,10 +266,12 @@ def validate(model, loader_test, config, epoch, step, device, run):
 def train(config, resume_dir=None):
     """Train the model ``config`` describes; returns the run directory.
 
-    With ``resume_dir`` (a run directory), continue from its ``model.pt``. Whatever stops the
-    loop (Ctrl-C, an error, a non-finite loss) first saves the current weights to ``model.pt``
-    as the start of the interrupted epoch, unless they are not finite: then the last
-    checkpoint stays as it was.
+    With ``resume_dir`` (a run directory), continue from its ``model.pt`` (or its
+    ``model.prev.pt`` when ``model.pt`` is damaged) exactly where it stopped: same data order,
+    same random draws, so the result equals an uninterrupted run. ``model.pt`` is written every
+    ``training.checkpoint_every`` epochs, every ``training.checkpoint_every_steps`` steps, at the
+    end, and when something stops the loop (Ctrl-C, SIGTERM, an error, a non-finite loss): then
+    it holds the last good state, the weights before the failing step.
     """
     device = pick_device(config.training.device)
     seed_everything(config.training.seed)
@@ -282,46 +291,86 @@ def train(config, resume_dir=None):
     n_steps = steps_per_epoch(loader, config.training)
     total_steps = config.training.epochs * n_steps
 
-    start_epoch, best_valid, wandb_id = 0, float("inf"), None
+    start_epoch, start_batch, best_valid, wandb_id, resumed_rng = 0, 0, float("inf"), None, None
     if resume_dir is not None:
-        state, _, _ = load_checkpoint(resume_dir, device)
+        state, _ = load_for_resume(resume_dir, device)
         load_model_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best_valid, wandb_id = state["epoch"], state["best_valid_loss"], state.get("wandb_id")
-        set_rng_state(state["rng"], loader_generator)
+        start_epoch, start_batch = state["epoch"], state.get("batch", 0)
+        best_valid, wandb_id, resumed_rng = state["best_valid_loss"], state.get("wandb_id"), state["rng"]
+        loader_generator.set_state(resumed_rng["loader"])
     run, run_dir = start_logging(config, resume_dir, wandb_id)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"Logging directory is `{_relative(run_dir.parent)}`")  # the original run.bash's line
     print(f"run directory: {run_dir}")
     print(f"model: {config.model.encoder} encoder, {n_params:,} parameters, on {device}")
 
-    def checkpoint(name, epoch):
-        rng = get_rng_state(loader_generator)
-        save_checkpoint(run_dir / name, model, optimizer, epoch, config, best_valid, rng, wandb_id=run.id)
+    # where training stands (whole epochs, batches of the next, random states there): what a
+    # checkpoint records; it moves only once a step has changed the weights
+    where = {"epoch": start_epoch, "batch": start_batch, "rng": None}
 
-    epoch = start_epoch
-    previous_handler = stop_on_sigterm()
+    def checkpoint(name):
+        save_checkpoint(
+            run_dir / name, model, optimizer, where["epoch"], config, best_valid, where["rng"],
+            wandb_id=run.id, batch=where["batch"], keep_previous=name == "model.pt",
+        )  # fmt: skip
+
+    every_steps = config.training.checkpoint_every_steps
+    stop = StopOnSignal()
     try:
-        for epoch in range(start_epoch, config.training.epochs):
-            step = train_one_epoch(
-                model, loader, optimizer, config, epoch, epoch * n_steps, total_steps, device, run
-            )
-            done = epoch + 1
-            last = done == config.training.epochs
-            if loader_test is not None and (done % config.training.validate_every == 0 or last):
-                valid_loss = validate(model, loader_test, config, done, step, device, run)
-                if valid_loss < best_valid:
+        with stop:
+            for epoch in range(start_epoch, config.training.epochs):
+                epoch_start = loader_generator.get_state()
+                batches = iter(loader)
+                first = start_batch if epoch == start_epoch else 0
+                for _ in range(first):  # a resumed epoch: the same order, up to where it stopped
+                    next(batches)
+                if resumed_rng is not None:
+                    set_global_rng_state(resumed_rng)
+                    resumed_rng = None
+                where.update(epoch=epoch, batch=first, rng=get_rng_state(epoch_start))
+                desc = f"epoch {epoch + 1}/{config.training.epochs}"
+                bar = tqdm(total=n_steps, initial=first, desc=desc, unit="batch")
+                for i in range(first, n_steps):
+                    step = epoch * n_steps + i
+                    lr = learning_rate(config.training, step, total_steps)
+                    model.invariance_weight = invariance_weight(config.model, step, n_steps)
+                    x = next(batches)[0].to(device)
+                    try:
+                        terms, grad_norm = train_step(model, optimizer, x, lr, config.training.grad_clip)
+                    except FloatingPointError as e:
+                        images = loader.batch_sampler.batches[i]
+                        raise FloatingPointError(
+                            f"{e} at step {step + 1} (epoch {epoch + 1}, batch {i + 1}; training images "
+                            f"{images}); try a lower training.lr (now {lr:.3g}) or set training.grad_clip"
+                        ) from e
+                    where.update(batch=i + 1, rng=get_rng_state(epoch_start))
+                    bar.update()
+                    bar.set_postfix({k: f"{v:.1f}" for k, v in terms.items()})
+                    run.log(
+                        {f"train/{k}": v for k, v in terms.items()} | {"lr": lr, "grad_norm": grad_norm},
+                        step=step + 1,
+                    )
+                    stop.check()
+                    if every_steps and (step + 1) % every_steps == 0:
+                        checkpoint("model.pt")
+                bar.close()
+                done = epoch + 1
+                last = done == config.training.epochs
+                valid_loss = None
+                if loader_test is not None and (done % config.training.validate_every == 0 or last):
+                    valid_loss = validate(model, loader_test, config, done, done * n_steps, device, run)
+                    stop.check()
+                where.update(epoch=done, batch=0, rng=get_rng_state(loader_generator.get_state()))
+                if valid_loss is not None and valid_loss < best_valid:
                     best_valid = valid_loss
-                    checkpoint("model_best.pt", done)
-            if done % config.training.checkpoint_every == 0 or last:
-                checkpoint("model.pt", done)
+                    checkpoint("model_best.pt")
+                if done % config.training.checkpoint_every == 0 or last:
+                    checkpoint("model.pt")
     except BaseException as e:
-        save_after_failure(checkpoint, run_dir, epoch, e)
+        save_after_failure(checkpoint, run_dir, where, e)
         run.finish(exit_code=1)
         raise
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
     accuracy = quality_summary(model, dset, dset_test, device)
     if accuracy is not None:
         run.summary["knn5_test_accuracy"] = accuracy
@@ -344,49 +393,99 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler or ``kill``) during training: handled like Ctrl-C, so the run is saved."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated(f"signal {signum}")
+class StopOnSignal:
+    """While training: Ctrl-C or SIGTERM lets the current step finish, then stops training.
 
-
-def _in_main_thread():
-    return threading.current_thread() is threading.main_thread()
-
-
-def stop_on_sigterm():
-    """Turn SIGTERM into :class:`Terminated` while training; returns the handler it replaces.
-
-    Python handles signals in the main thread only, so elsewhere (None returned) SIGTERM keeps
-    its handler.
+    A second signal stops at once. Stopping raises :class:`KeyboardInterrupt` (Ctrl-C) or
+    :class:`Terminated` (SIGTERM), which the training loop answers by saving the run. Python
+    handles signals in the main thread only, so elsewhere the handlers stay as they are.
     """
-    if not _in_main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received, self.previous = None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
+        if self.received is not None:  # asked twice: do not wait for the step
+            raise self._error(signum)
+        self.received = signum
+        print("\nstopping after this step (again to stop at once)", file=sys.stderr)
+
+    def check(self):
+        """Raise the stop asked for by a signal, if any (call between steps)."""
+        if self.received is not None:
+            raise self._error(self.received)
+
+    @staticmethod
+    def _error(signum):
+        return Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def save_after_failure(checkpoint, run_dir, epoch, error):
-    """Save the current weights as the start of the interrupted ``epoch``, and say how to resume."""
+def save_after_failure(checkpoint, run_dir, where, error):
+    """Save the run where it stands (the weights before any failed step), and say how to resume."""
     if isinstance(error, Terminated):
         what = "terminated (SIGTERM)"
     elif isinstance(error, KeyboardInterrupt):
         what = "interrupted"
     else:
         what = f"stopped by {type(error).__name__}"
+    if where["rng"] is None:  # stopped before the first step: nothing new to save
+        return
     try:
-        checkpoint("model.pt", epoch)
+        checkpoint("model.pt")
     except FloatingPointError as save_error:  # never write NaN weights over a good checkpoint
         print(
             f"\n{what}: {save_error}; {run_dir / 'model.pt'} keeps the last good checkpoint", file=sys.stderr
         )
         return
     print(
-        f"\n{what}: saved {run_dir / 'model.pt'} at the start of epoch {epoch + 1} "
-        f"(resume with: python run.py --resume {run_dir})",
+        f"\n{what}: saved {run_dir / 'model.pt'} with {where['epoch']} epoch(s) and {where['batch']} "
+        f"batch(es) of the next done (resume with: python run.py --resume {run_dir})",
         file=sys.stderr,
     )
 
 
+def load_for_resume(run_dir, device="cpu"):
+    """``(state, config)`` of the checkpoint to resume from: ``model.pt``, or ``model.prev.pt`` if damaged.
+
+    A damaged ``model.pt`` is kept, renamed ``model.pt.damaged-<random>`` (so that the next checkpoint
+    does not push the good previous one out), and the fallback is announced.
+    """
+    path = pathlib.Path(run_dir) / "model.pt"
+    previous = previous_checkpoint(path)
+    if not path.is_file() and previous.is_file():  # damaged and moved aside by an earlier call
+        return load_checkpoint(previous, device)[:2]
+    try:
+        return load_checkpoint(path, device)[:2]
+    except CheckpointError as damaged:
+        if not previous.is_file():
+            raise
+        state, config, _ = load_checkpoint(previous, device)
+        aside = path.with_name(f"model.pt.damaged-{secrets.token_hex(3)}")
+        os.replace(path, aside)
+        print(
+            f"warning: {damaged}\nresuming from {previous} ({state['epoch']} epoch(s) and "
+            f"{state.get('batch', 0)} batch(es) of the next done); the damaged file is kept as {aside.name}",
+            file=sys.stderr,
+        )
+        return state, config
+
+
 def resume_run_dir(path):
     """The run directory to resume from ``path``: a run directory, or its ``model.pt``."""
+    path = pathlib.Path(path)
+    if path.is_dir() and previous_checkpoint(path / "model.pt").is_file():
+        return path  # its model.pt may be missing or damaged: load_for_resume falls back
     checkpoint = resolve_checkpoint(path)
     if checkpoint.name != "model.pt":
         raise CheckpointError(
@@ -409,7 +508,7 @@ def main(argv=None):
         if args.resume:
             run_dir = resume_run_dir(args.resume)
             overrides = ([args.config] if args.config else []) + args.overrides
-            _, saved, _ = load_checkpoint(run_dir)
+            _, saved = load_for_resume(run_dir)
             config = apply_overrides(saved, overrides)
             if config.model != saved.model or config.data != saved.data:
                 raise ConfigError("--resume may change training and logging settings only, not model or data")

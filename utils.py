@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data.datasets import to_model_input
+from data.io import release_pages
 
 
 def _model_device(model):
@@ -80,25 +81,35 @@ def get_model_embeddings_from_loader(model, loader, return_labels=False, device=
 
 
 @torch.no_grad()
-def _embed_batches(model, batches, total, device, progress):
+def _embed_batches(model, batches, total, device, progress, out=None):
     device = torch.device(device) if device is not None else _model_device(model)
     was_training = model.training
     model.eval().to(device)
-    embeddings, labels = [], []
+    embeddings, labels, n, n_batches = [], [], 0, 0
     try:
         for batch in tqdm(batches, total=total, desc="embedding", unit="batch", disable=not progress):
-            embeddings.append(model.embed(batch[0].to(device, torch.float32)).cpu().numpy())
+            n_batches += 1
+            emb = model.embed(batch[0].to(device, torch.float32)).cpu().numpy()
+            if out is None:
+                embeddings.append(emb)
+            else:
+                out[n : n + len(emb)] = emb
+                release_pages(out[n : n + len(emb)])
+            n += len(emb)
             if len(batch) > 1:
                 labels.append(np.asarray(batch[1], dtype=np.int64))
     finally:
         model.train(was_training)
-    if labels and len(labels) != len(embeddings):
+    if labels and len(labels) != n_batches:
         raise ValueError("some batches carry labels and some do not")
-    out = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), np.float32)
+    if out is None:
+        out = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), np.float32)
     return out, (np.concatenate(labels) if labels else None)
 
 
-def get_model_embeddings_from_tensors(model, x, batch_size=256, device=None, progress=True, rescale=True):
+def get_model_embeddings_from_tensors(
+    model, x, batch_size=256, device=None, progress=True, rescale=True, out=None
+):
     """Embed images ``x`` ``(n, c, h, w)`` in batches of ``batch_size``, streaming.
 
     Parameters
@@ -113,10 +124,16 @@ def get_model_embeddings_from_tensors(model, x, batch_size=256, device=None, pro
         Map the model's training value range to [0, 1] first (see :func:`model_value_range`;
         the identity for models trained on data in [0, 1]). False when ``x`` is in [0, 1] already.
         Models trained with ``data.resize`` resize the images either way.
+    out : numpy.ndarray, shape (n, zdim), optional
+        Where to write the embeddings, e.g. a map of a file,
+        ``numpy.lib.format.open_memmap(path, "w+", numpy.float32, (n, zdim))``: with a memory-mapped
+        ``x`` too, memory then stays flat however many images there are (BENCHMARKS.md,
+        "Embedding memory").
 
     Returns
     -------
     numpy.ndarray, shape (n, zdim)
+        ``out`` when given.
 
     Raises
     ------
@@ -137,10 +154,13 @@ def get_model_embeddings_from_tensors(model, x, batch_size=256, device=None, pro
                 batch = chunk.detach().to(torch.float32)
             else:  # a copy: memory maps are read-only
                 batch = torch.from_numpy(np.array(chunk, dtype=np.float32))
+                release_pages(chunk)  # a memory map read whole would stay resident
             if not torch.isfinite(batch).all():
                 bad = start + int((~torch.isfinite(batch)).flatten(1).any(1).nonzero()[0, 0])
                 raise ValueError(f"image {bad} contains NaN or Inf")
             yield (to_model_input(batch, value_range, size),)
 
+    if out is not None and (out.ndim != 2 or len(out) != len(x)):
+        raise ValueError(f"out must have shape (n, zdim) with n = {len(x)} images, got {tuple(out.shape)}")
     total = -(-len(x) // batch_size)
-    return _embed_batches(model, batches(), total, device, progress)[0]
+    return _embed_batches(model, batches(), total, device, progress, out)[0]

@@ -25,3 +25,32 @@ def as_embeddings(embeddings, name="embeddings"):
             f"{name} hold NaN or Inf (first in row {int(np.argmax(bad))}, {int(bad.sum())} rows)"
         )
     return x
+
+
+def as_labels(labels, n, name="labels"):
+    """``labels`` as a 1-D array of ``n`` (None: any number of) finite class labels, numbers or strings.
+
+    Raises
+    ------
+    TypeError
+        For complex values.
+    ValueError
+        For another shape or length, NaN or Inf.
+    """
+    y = np.asarray(labels)
+    if np.iscomplexobj(y):
+        raise TypeError(f"{name} must be class labels (numbers or strings), got dtype {y.dtype}")
+    if y.ndim != 1 or (n is not None and len(y) != n):
+        expected = "labels" if n is None else f"{n} labels (one per object)"
+        raise ValueError(f"{name} must be a 1-D array of {expected}, got shape {y.shape}")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError(f"{name} hold NaN or Inf (first at {int(np.argmax(~np.isfinite(y)))})")
+    return y
+
+
+def check_count(value, name, at_most=None):
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (and <= ``at_most``)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if at_most is not None and value > at_most:
+        raise ValueError(f"{name} is {value}, more than the {at_most} objects there are")

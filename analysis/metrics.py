@@ -4,6 +4,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from analysis.checks import as_embeddings, as_labels, check_count
 from analysis.classification import make_probe
 
 
@@ -32,8 +33,18 @@ def knn_accuracy(train_embeddings, train_labels, test_embeddings, test_labels, k
     >>> knn_accuracy([[0.0], [1.0], [10.0], [11.0]], [0, 0, 1, 1], [[0.5], [10.5]], [0, 1], k=1)
     1.0
     """
-    knn = make_probe("knn", k).fit(train_embeddings, train_labels)
-    return float(knn.score(test_embeddings, test_labels))
+    train = as_embeddings(train_embeddings, "train_embeddings")
+    test = as_embeddings(test_embeddings, "test_embeddings")
+    if train.shape[1] != test.shape[1]:
+        raise ValueError(
+            "train_embeddings and test_embeddings must have the same width, got "
+            f"{train.shape[1]} and {test.shape[1]}"
+        )
+    train_labels = as_labels(train_labels, len(train), "train_labels")
+    test_labels = as_labels(test_labels, len(test), "test_labels")
+    check_count(k, "k", at_most=len(train))
+    knn = make_probe("knn", k).fit(train, train_labels)
+    return float(knn.score(test, test_labels))
 
 
 def _contingency(labels_true, labels_cluster):
@@ -102,6 +113,10 @@ def clustering_scores(labels_true, labels_cluster):
     dict
         ``purity``, ``hungarian_accuracy``, ``ari`` and ``nmi``, as floats.
     """
+    labels_true = as_labels(labels_true, None, "labels_true")
+    labels_cluster = as_labels(labels_cluster, len(labels_true), "labels_cluster")
+    if not len(labels_true):
+        raise ValueError("labels_true and labels_cluster are empty: no objects to score")
     return {
         "purity": cluster_purity(labels_true, labels_cluster),
         "hungarian_accuracy": hungarian_accuracy(labels_true, labels_cluster),
@@ -127,4 +142,6 @@ def kmeans_purity(embeddings, labels, n_clusters, seed=0):
     """
     from analysis.clustering import cluster
 
+    embeddings = as_embeddings(embeddings)
+    labels = as_labels(labels, len(embeddings))
     return cluster_purity(labels, cluster(embeddings, "kmeans", n_clusters, seed=seed))

@@ -4,6 +4,9 @@ Speed (each configuration in a fresh process, so peak memory is its own):
     python benchmarks/bench_training.py speed [--presets default fast paper vanilla] [--sizes 32 64]
         [--batches 64 256] [--steps 5] [--device cpu]
 
+Breakdown (where the time of one default training step goes: encoder, e2cnn filter expansion, decoder):
+    python benchmarks/bench_training.py breakdown [--sizes 32 64] [--batches 64 256] [--set key=value ...]
+
 Quality (train each preset for the same epochs, then score its test embeddings):
     python benchmarks/bench_training.py quality [--presets default fast paper vanilla] [--set key=value ...]
         [--device cpu]
@@ -115,6 +118,56 @@ def speed(args):
                 )
 
 
+def breakdown(args):
+    """Milliseconds per training step of the default preset, and of its parts, forward and backward."""
+    from configs.schema import load_config
+
+    print(f"torch threads: {torch.get_num_threads()}, {args.steps} timed repeats after one warm-up\n")
+    print("| size | batch | full step (ms) | encoder (ms) | of which filter expansion (ms) | decoder (ms) |")
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        for batch in args.batches:
+            config = load_config(PRESETS["default"], [f"model.image_size={size}", *args.overrides])
+            times = step_parts_ms(config, batch, args.steps)
+            print(f"| {size} | {batch} | " + " | ".join(f"{t:.1f}" for t in times) + " |", flush=True)
+
+
+def step_parts_ms(config, batch, repeats):
+    """Mean milliseconds of a full training step, the encoder, its filter expansion and the decoder."""
+    import e2cnn.nn as enn
+
+    from models.build import build_model_from_config
+
+    torch.manual_seed(0)
+    model = build_model_from_config(config).train()
+    size = config.model.image_size
+    x = torch.rand(batch, config.model.in_channels, size, size)
+    z = torch.randn(batch, config.model.zdim)
+    convs = [m for m in model.encoder.modules() if isinstance(m, enn.R2Conv)]
+
+    def full():
+        model(x)["loss"].backward()
+
+    def encoder():
+        mu, logvar = model.encoder(x)
+        (mu.sum() + logvar.sum()).backward()
+
+    def expansion():  # what every R2Conv computes from its weights in each training forward pass
+        sum(sum(t.sum() for t in conv.expand_parameters()) for conv in convs).backward()
+
+    def decoder():
+        model.decoder(z).sum().backward()
+
+    times = []
+    for part in (full, encoder, expansion, decoder):
+        part()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            part()
+        times.append((time.perf_counter() - start) / repeats * 1000)
+    return times
+
+
 def upright_test_digits(data_dir, n):
     """The first ``n`` test digits of O2-MNIST before their random rotation (from the metadata)."""
     from data.generate_o2mnist import load_mnist
@@ -183,6 +236,11 @@ def main(argv=None):
     device_help = "where to train and embed: cpu, cuda or cuda:N"
     p_speed.add_argument("--device", default="cpu", help=device_help)
     p_speed.add_argument("--presets", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    p_breakdown = sub.add_parser("breakdown", help="where the time of a default training step goes")
+    p_breakdown.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
+    p_breakdown.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    p_breakdown.add_argument("--steps", type=int, default=10)
+    p_breakdown.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p_quality = sub.add_parser("quality")
     p_quality.add_argument("--presets", nargs="+", default=list(ARCHITECTURES), choices=list(PRESETS))
     p_quality.add_argument(
@@ -195,7 +253,7 @@ def main(argv=None):
     )
     p_quality.add_argument("--device", default="cpu", help=device_help)
     args = parser.parse_args(argv)
-    speed(args) if args.what == "speed" else quality(args)
+    {"speed": speed, "breakdown": breakdown, "quality": quality}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ class ModelConfig:
     align_angles: int = 128  # angular samples of the Fourier alignment
     rot_step_deg: float = 10.0  # angle step of the brute-force alignment
     loss_mask: str | None = "disk"  # "disk": loss on the inscribed disk only; None: every pixel
+    invariance_weight: float = 0.0  # weight of the term pulling a rotated copy's embedding to the original's
+    invariance_fraction: float = 0.25  # share of each batch given a randomly rotated and flipped copy
+    invariance_warmup_epochs: float = 1.0  # the invariance weight ramps up linearly over these epochs
 
     def validate(self):
         _check_choice("model.encoder", self.encoder, ("o2", "vanilla"))
@@ -93,6 +96,11 @@ class ModelConfig:
         _check_positive("model.rot_step_deg", self.rot_step_deg)
         if self.beta < 0:
             raise ConfigError(f"model.beta must be >= 0, got {self.beta}")
+        for key in ("invariance_weight", "invariance_warmup_epochs"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"model.{key} must be >= 0, got {getattr(self, key)}")
+        if not 0 < self.invariance_fraction <= 1:
+            raise ConfigError(f"model.invariance_fraction must be in (0, 1], got {self.invariance_fraction}")
         if len(self.encoder_channels) != len(self.encoder_downsample) or not self.encoder_channels:
             raise ConfigError(
                 "model.encoder_channels and model.encoder_downsample need one entry per layer, got "
@@ -139,6 +147,8 @@ class TrainingConfig:
     device: str = "auto"  # "auto" (CUDA if present), "cpu", "cuda" or "cuda:N"
     validate_every: int = 1  # epochs between validations (and image logging)
     checkpoint_every: int = 1  # epochs between checkpoints
+    checkpoint_every_steps: int | None = None  # also checkpoint every N optimizer steps (long epochs)
+    grad_clip: float | None = None  # clip the gradient norm to this value (None: no clipping)
     max_steps_per_epoch: int | None = None  # cap the steps of an epoch (quick runs)
 
     def validate(self):
@@ -147,6 +157,9 @@ class TrainingConfig:
         _check_choice("training.lr_schedule", self.lr_schedule, (None, "cosine"))
         _check_positive("training.validate_every", self.validate_every)
         _check_positive("training.checkpoint_every", self.checkpoint_every)
+        for key in ("checkpoint_every_steps", "grad_clip"):
+            if getattr(self, key) is not None:
+                _check_positive(f"training.{key}", getattr(self, key))
         if self.max_steps_per_epoch is not None:
             _check_positive("training.max_steps_per_epoch", self.max_steps_per_epoch)
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):

@@ -10,6 +10,7 @@ optionally ``X_test``, ``y_train`` and ``y_test``, each as one of:
 - ``.tif`` / ``.tiff``: a multi-page TIFF, one page per image.
 """
 
+import json
 import pathlib
 import zipfile
 
@@ -17,8 +18,9 @@ import numpy as np
 import tifffile
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
+from data.io import file_sha256
 from registration.transform import rotate_flip
 
 EXTENSIONS = (".sav", ".npy", ".npz", ".tif", ".tiff")
@@ -255,6 +257,7 @@ def load_dataset(data_dir, rescale=None, value_range=None):
         raise DatasetError(f"rescale must be None or 'minmax', got {rescale!r}")
     if value_range is not None and rescale != "minmax":
         raise DatasetError("a value_range is given, so rescale must be 'minmax'")
+    verify_prepared_files(data_dir)
     out = {}
     sizes = {}
     ranges = {}
@@ -294,6 +297,38 @@ def load_dataset(data_dir, rescale=None, value_range=None):
             )
     out["value_range"] = (lo, hi)
     return out
+
+
+def verify_prepared_files(data_dir):
+    """Check the files of a ``data.prepare`` dataset against the sha256 digests in its ``prepare.json``.
+
+    Datasets without a ``prepare.json`` (or written before it recorded digests) are not checked.
+
+    Raises
+    ------
+    DatasetError
+        When a recorded file is missing, truncated or altered: names it and gives the command
+        that re-creates the dataset.
+    """
+    record = pathlib.Path(data_dir) / "prepare.json"
+    if not record.is_file():
+        return
+    try:
+        summary = json.loads(record.read_text())
+        files = summary.get("files", {})
+    except (ValueError, AttributeError) as e:
+        raise DatasetError(f"{record}: not a readable prepare.json ({e})") from e
+    redo = " ".join(summary.get("command") or []) or f"python -m data.prepare with the options in {record}"
+    for name, expected in files.items():
+        path = record.with_name(name)
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing, but {record.name} lists it; re-create the dataset: {redo}")
+        if file_sha256(path) != expected:
+            raise DatasetError(
+                f"{path}: its sha256 differs from the one {record.name} recorded when data.prepare wrote it: "
+                f"the file was truncated or altered since; re-create the dataset (in a new folder, or with "
+                f"--overwrite): {redo}"
+            )
 
 
 def validate_labels(y, n_images, path):
@@ -390,6 +425,21 @@ class ImageDataset(Dataset):
         return rotate_flip(img[None], angle, flip)[0]
 
 
+class RecordingBatchSampler(BatchSampler):
+    """A :class:`~torch.utils.data.BatchSampler` that keeps the indices of the batches it has yielded.
+
+    ``batches[i]`` holds the dataset indices of batch ``i`` of the current pass (a new pass starts
+    a new list), so training can name the images of a batch that failed. The order is the one of
+    ``DataLoader(shuffle=True)`` with the same generator.
+    """
+
+    def __iter__(self):
+        self.batches = []
+        for batch in super().__iter__():
+            self.batches.append(batch)
+            yield batch
+
+
 def split_metadata(data_dir, split, n):
     """Per-image metadata of a split: ``metadata.parquet`` (``data.prepare``) or ``meta_<split>.npz``.
 
@@ -458,14 +508,9 @@ def get_datasets_from_config(config, generator=None):
         size=size,
     )
     # a last batch of one image cannot be batch-normalised: drop it (a different image each epoch)
-    loader = DataLoader(
-        dset,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        num_workers=cfg.num_workers,
-        generator=generator,
-        drop_last=len(dset) % cfg.batch_size == 1,
-    )
+    drop_last = len(dset) % cfg.batch_size == 1
+    batches = RecordingBatchSampler(RandomSampler(dset, generator=generator), cfg.batch_size, drop_last)
+    loader = DataLoader(dset, batch_sampler=batches, num_workers=cfg.num_workers, generator=generator)
     if arrays["X_test"] is None:
         return dset, loader, None, None
     dset_test = ImageDataset(arrays["X_test"], arrays["y_test"], value_range=arrays["value_range"], size=size)

@@ -1,5 +1,7 @@
 """Write generated datasets: atomically, never over existing data, with a sample grid."""
 
+import hashlib
+import mmap
 import os
 import pathlib
 import secrets
@@ -36,6 +38,36 @@ def prepare_output_dir(out_dir, overwrite=False):
                     old.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
+
+
+def file_sha256(path):
+    """sha256 of a file's bytes, read in chunks (hex string)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def release_pages(array):
+    """Drop the resident pages of a memory-mapped array (a ``numpy.memmap`` slice) from this process.
+
+    Reading a memory map leaves what was read resident, counted in the process's memory, until
+    the map is closed: streaming a dataset larger than memory through one map would grow the
+    process by the whole file. After a slice has been used, this tells the kernel it is no
+    longer needed (``madvise(MADV_DONTNEED)``): the data stays in the file (and the page cache)
+    and is read again if touched. Maps opened in ``'r'``, ``'r+'`` or ``'w+'`` mode only (their
+    writes, flushed first, are in the file); other arrays, copy-on-write maps and systems
+    without ``madvise`` are left alone.
+    """
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or array.size == 0 or getattr(array, "mode", "c") == "c":
+        return
+    if not hasattr(mapping, "madvise") or not array.flags.c_contiguous:
+        return
+    start = array.ctypes.data - np.frombuffer(mapping, dtype=np.uint8).ctypes.data
+    aligned = start - start % mmap.PAGESIZE
+    length = start + array.nbytes - aligned
+    if array.flags.writeable:
+        mapping.flush(aligned, length)
+    mapping.madvise(mmap.MADV_DONTNEED, aligned, length)
 
 
 def atomic_write(path, write):

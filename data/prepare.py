@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 from skimage import filters, io, measure
 from tqdm.auto import tqdm
 
-from data.io import atomic_write, prepare_output_dir, save_sample_grid
+from data.io import atomic_write, file_sha256, prepare_output_dir, save_sample_grid
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 SCALES = ("none", "fit", "dataset")
@@ -498,7 +498,10 @@ def prepare_dataset(
     dict
         The summary written to ``prepare.json``.
     """
-    _check_options(size, centre, scale, mask_mode, normalisation, fill, test_fraction)
+    _check_options(
+        size, centre, scale, mask_mode, normalisation, fill, test_fraction, fill_percentile, percentiles,
+        min_area, max_area,
+    )  # fmt: skip
     sources = find_sources(images, masks, crops, pairs)
     table = None if labels is None else read_label_table(labels)
     if group_column is not None and (table is None or group_column not in table.columns):
@@ -561,7 +564,10 @@ def prepare_dataset(
     return summary
 
 
-def _check_options(size, centre, scale, mask_mode, normalisation, fill, test_fraction):
+def _check_options(
+    size, centre, scale, mask_mode, normalisation, fill, test_fraction, fill_percentile, percentiles,
+    min_area, max_area,
+):  # fmt: skip
     for name, value, choices in (
         ("centre", centre, CENTRES),
         ("scale", scale, SCALES),
@@ -576,6 +582,16 @@ def _check_options(size, centre, scale, mask_mode, normalisation, fill, test_fra
         raise PrepareError(f"fill must lie in (0, 1], got {fill}")
     if not 0 <= test_fraction < 1:
         raise PrepareError(f"test_fraction must lie in [0, 1), got {test_fraction}")
+    if not 0 <= fill_percentile <= 100:
+        raise PrepareError(f"fill_percentile must lie in [0, 100], got {fill_percentile}")
+    lo, hi = percentiles
+    if not 0 <= lo < hi <= 100:
+        raise PrepareError(f"percentiles must be (lo, hi) with 0 <= lo < hi <= 100, got {tuple(percentiles)}")
+    for name, value in (("min_area", min_area), ("max_area", max_area)):
+        if value is not None and value < 0:
+            raise PrepareError(f"{name} must be >= 0 pixels, got {value}")
+    if min_area is not None and max_area is not None and min_area > max_area:
+        raise PrepareError(f"min_area {min_area} is above max_area {max_area}: no object could be kept")
 
 
 def apply_mask_mode(crop, inside, mode):
@@ -641,7 +657,8 @@ def write_dataset(out, x, meta, summary):
         One row per crop with a ``split`` column ('train' or 'test') and, for labelled data, a
         ``label_id`` column.
     summary : dict
-        Plain data for ``prepare.json``.
+        Plain data for ``prepare.json``, to which the sha256 of every file written is added
+        (``"files"``: name -> digest; :func:`data.datasets.load_dataset` checks them).
     """
     for split in ("train", "test"):
         rows = (meta["split"] == split).to_numpy()
@@ -652,6 +669,8 @@ def write_dataset(out, x, meta, summary):
             _save_npy(out / f"y_{split}.npy", meta.loc[rows, "label_id"].to_numpy(np.int64))
     atomic_write(out / "metadata.parquet", lambda p: meta.to_parquet(p, index=False))
     atomic_write(out / "metadata.csv", lambda p: meta.to_csv(p, index=False))
+    written = sorted(f for pattern in ("X_*.npy", "y_*.npy", "metadata.*") for f in out.glob(pattern))
+    summary = summary | {"files": {f.name: file_sha256(f) for f in written}}  # checked on every load
     atomic_write(out / "prepare.json", lambda p: pathlib.Path(p).write_text(json.dumps(summary, indent=2)))
     save_sample_grid(out / "samples.png", x, title=f"{out.name}: first crops")
     counts = {split: int((meta["split"] == split).sum()) for split in ("train", "test")}

@@ -5,6 +5,7 @@ import io
 import os
 import pathlib
 import platform
+import shutil
 import warnings
 
 import numpy as np
@@ -22,7 +23,16 @@ CHECKPOINT_FORMAT = 2  # 2: encoders end with a whole-map layer
 # Config keys added after checkpoints of this format were first written, with the value that
 # reproduces the behaviour of the code before the key existed (not today's default).
 PRETRAINED_DIR = pathlib.Path(__file__).resolve().parents[1] / "pretrained"
-KEYS_ADDED_LATER = {"model.encoder_pooling": "after", "data.value_range": None, "data.resize": False}
+KEYS_ADDED_LATER = {
+    "model.encoder_pooling": "after",
+    "data.value_range": None,
+    "data.resize": False,
+    "model.invariance_weight": 0.0,
+    "model.invariance_fraction": 0.25,
+    "model.invariance_warmup_epochs": 1.0,
+    "training.checkpoint_every_steps": None,
+    "training.grad_clip": None,
+}
 
 
 class CheckpointError(ValueError):
@@ -68,6 +78,8 @@ def build_model_from_config(config):
         rot_step_deg=m.rot_step_deg,
         align_angles=m.align_angles,
         loss_mask=m.loss_mask,
+        invariance_weight=m.invariance_weight,
+        invariance_fraction=m.invariance_fraction,
     )
     model.config = config
     # train mode drops e2cnn's cached filters, so model.state_dict() has the keys checkpoints store
@@ -129,11 +141,23 @@ def library_versions():
     return {name: str(v) for name, v in (versions | {"e2cnn": e2cnn.__version__}).items()}
 
 
-def save_checkpoint(path, model, optimizer, epoch, config, best_valid_loss, rng_state, wandb_id=None):
+def save_checkpoint(
+    path, model, optimizer, epoch, config, best_valid_loss, rng_state, wandb_id=None, batch=0,
+    keep_previous=False,
+):  # fmt: skip
     """Write a checkpoint atomically (temporary file in the same folder, then rename).
 
     The file holds only tensors and plain data, so :func:`load_checkpoint` reads it with
-    ``torch.load(weights_only=True)``. ``config`` is stored whole, every field.
+    ``torch.load(weights_only=True)``. ``config`` is stored whole, every field, and
+    ``"checksum"`` is the :func:`content_checksum` of everything else, verified on loading.
+
+    Parameters
+    ----------
+    epoch, batch : int
+        Where training stands: ``epoch`` whole epochs done, and ``batch`` batches of the next.
+    keep_previous : bool
+        Keep the file being replaced as ``<stem>.prev.pt`` (a hard link, so ``path`` exists at
+        every moment), the fallback when ``path`` is found damaged.
 
     Raises
     ------
@@ -152,6 +176,7 @@ def save_checkpoint(path, model, optimizer, epoch, config, best_valid_loss, rng_
         "state_dict": weights,
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
+        "batch": batch,
         "config": config.to_dict(),
         "best_valid_loss": best_valid_loss,
         "rng": rng_state,
@@ -159,7 +184,56 @@ def save_checkpoint(path, model, optimizer, epoch, config, best_valid_loss, rng_
         "versions": library_versions(),
         "machine": machine_name(),  # where it was trained (model cards quote it)
     }
+    state["checksum"] = content_checksum(state)
+    path = pathlib.Path(path)
+    if keep_previous and path.is_file():
+        previous = previous_checkpoint(path)
+        atomic_write(previous, lambda tmp: _link_or_copy(path, tmp))
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _link_or_copy(source, target):
+    target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, target)
+
+
+def previous_checkpoint(path):
+    """Where :func:`save_checkpoint` keeps the checkpoint that ``path`` replaced: ``<stem>.prev.pt``."""
+    path = pathlib.Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def content_checksum(state):
+    """sha256 of a checkpoint's content: every tensor's dtype, shape and bytes, and every plain value.
+
+    Computed over the loaded objects rather than the file's bytes (``torch.save`` output is not
+    byte-stable), with dict keys in sorted order; the ``"checksum"`` entry itself is left out.
+    """
+    digest = hashlib.sha256()
+
+    def feed(value):
+        if isinstance(value, torch.Tensor):
+            digest.update(f"tensor {value.dtype} {tuple(value.shape)}:".encode())
+            flat = value.detach().cpu().contiguous().reshape(-1)  # a 0-d tensor cannot be viewed as bytes
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            keys = sorted((key for key in value if key != "checksum"), key=repr)
+            digest.update(f"dict {len(keys)}:".encode())
+            for key in keys:
+                feed(key)
+                feed(value[key])
+        elif isinstance(value, list | tuple):
+            digest.update(f"{type(value).__name__} {len(value)}:".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(f"{type(value).__name__} {value!r};".encode())
+
+    feed(state)
+    return digest.hexdigest()
 
 
 def resolve_checkpoint(path_or_run_dir):
@@ -209,7 +283,14 @@ def load_checkpoint(path_or_run_dir, device="cpu"):
     """Read a checkpoint safely (``weights_only=True``); returns ``(state, config, path)``.
 
     The file is read once: ``state["sha256"]`` is the sha256 of the bytes loaded (checked against
-    a ``<file>.sha256`` next to it, as shipped models have).
+    a ``<file>.sha256`` next to it, as shipped models have), and the content checksum that
+    :func:`save_checkpoint` stores is verified.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is truncated, altered or not a checkpoint; the message names the previous
+        checkpoint (``<stem>.prev.pt``) when one is kept.
     """
     path = resolve_checkpoint(path_or_run_dir)
     data = path.read_bytes()
@@ -219,10 +300,16 @@ def load_checkpoint(path_or_run_dir, device="cpu"):
         state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     except Exception as e:
         raise CheckpointError(
-            f"{path}: not a readable o2vae checkpoint (only tensors and plain data are loaded): {e}"
+            f"{path}: not a readable o2vae checkpoint: truncated, damaged, or holding objects other than "
+            f"tensors and plain data, which are never unpickled ({e}){_previous_hint(path)}"
         ) from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
         raise CheckpointError(f"{path}: not an o2vae checkpoint of format {CHECKPOINT_FORMAT}")
+    if "checksum" in state and content_checksum(state) != state["checksum"]:  # older files have none
+        raise CheckpointError(
+            f"{path}: its content does not match the checksum stored in it: the file was altered or "
+            f"damaged after it was written{_previous_hint(path)}"
+        )
     _warn_on_other_versions(path, state.get("versions", {}))
     try:
         config = from_dict(Config, _fill_keys_added_later(path, state["config"])).validate()
@@ -230,6 +317,16 @@ def load_checkpoint(path_or_run_dir, device="cpu"):
         raise CheckpointError(f"{path}: its config does not fit this code: {e}") from e
     state["sha256"] = digest
     return state, config, path
+
+
+def _previous_hint(path):
+    previous = previous_checkpoint(path)
+    if not previous.is_file():
+        return ""
+    return (
+        f". The previous checkpoint is kept as {previous}: `python run.py --resume` falls back to it, "
+        f"or load it with run.load_model('{previous}')"
+    )
 
 
 def _fill_keys_added_later(path, saved):

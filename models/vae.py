@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from registration import disk_mask, register, register_brute_force
+from registration import disk_mask, register, register_brute_force, rotate_flip
 
 LOSSES = ("bce", "mse")
 ALIGNMENTS = ("none", "fourier", "brute")
@@ -36,6 +36,15 @@ class VAE(nn.Module):
     loss_mask : {'disk', None}
         Pixel mask of the loss: the inscribed disk (the only pixels that stay in the image
         under rotation), or every pixel.
+    invariance_weight : float
+        Weight of the invariance term (0: none). In training, a copy of the first
+        ``invariance_fraction`` of each batch, each image rotated by a uniformly random angle and
+        flipped with probability 0.5 (bicubic), goes through the same encoder pass; the term is
+        the squared distance between the posterior means of an image and of its copy (summed over
+        the latent dimensions, averaged over the copies). An encoder exact on the 8 grid
+        symmetries only needs to learn the angles in between.
+    invariance_fraction : float
+        Share of each batch, in (0, 1], that gets a rotated copy.
 
     Notes
     -----
@@ -53,6 +62,8 @@ class VAE(nn.Module):
         rot_step_deg=10.0,
         align_angles=128,
         loss_mask="disk",
+        invariance_weight=0.0,
+        invariance_fraction=0.25,
     ):
         super().__init__()
         if loss not in LOSSES or align not in ALIGNMENTS or loss_mask not in ("disk", None):
@@ -61,7 +72,13 @@ class VAE(nn.Module):
             raise ValueError(
                 "an aligned loss needs loss_mask='disk': pixels outside it do not survive a rotation"
             )
+        if invariance_weight < 0 or not 0 < invariance_fraction <= 1:
+            raise ValueError(
+                f"invariance_weight must be >= 0 and invariance_fraction in (0, 1], got "
+                f"{invariance_weight} and {invariance_fraction}"
+            )
         self.encoder, self.decoder = encoder, decoder
+        self.invariance_weight, self.invariance_fraction = invariance_weight, invariance_fraction
         self.loss, self.beta, self.align = loss, beta, align
         self.rot_step_deg, self.align_angles = rot_step_deg, align_angles
         pixel_mask = (
@@ -113,10 +130,21 @@ class VAE(nn.Module):
         Returns
         -------
         dict
-            ``loss`` (recon + beta * kl, averaged over the batch), ``recon``, ``kl`` and the
+            ``loss`` (recon + beta * kl + invariance_weight * invariance, averaged over the
+            batch), ``recon``, ``kl``, ``invariance`` (0 in eval mode or with no weight) and the
             aligned decoder output ``out``.
         """
-        mu, logvar = self.encode(x)
+        n_copies = self._n_rotated_copies(len(x))
+        if n_copies:
+            copies = x[:n_copies]
+            angle = torch.rand(n_copies, device=x.device) * 360.0
+            flip = torch.rand(n_copies, device=x.device) < 0.5
+            mu, logvar = self.encode(torch.cat([x, rotate_flip(copies, angle, flip, mode="bicubic")]))
+            mu, mu_copies, logvar = mu[: len(x)], mu[len(x) :], logvar[: len(x)]
+            invariance = ((mu[:n_copies] - mu_copies) ** 2).sum(1).mean()
+        else:
+            mu, logvar = self.encode(x)
+            invariance = torch.zeros((), device=x.device)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         out = self.decoder(z)
         if not torch.isfinite(out).all():  # before the alignment, which would reject it less clearly
@@ -125,4 +153,10 @@ class VAE(nn.Module):
             out = self.find_alignment(x, out).apply(out)
         recon = self.reconstruction_loss(out, x).mean()
         kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
-        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "out": out}
+        loss = recon + self.beta * kl + self.invariance_weight * invariance
+        return {"loss": loss, "recon": recon, "kl": kl, "invariance": invariance, "out": out}
+
+    def _n_rotated_copies(self, batch_size):
+        if not self.training or self.invariance_weight == 0:
+            return 0
+        return max(1, round(self.invariance_fraction * batch_size))

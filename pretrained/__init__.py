@@ -196,16 +196,26 @@ def slim_checkpoint(run_checkpoint, out_path):
 
     The weights are re-read into a model built from the config and saved as
     :func:`models.build.model_state`, so derived e2cnn buffers that older checkpoints held are left out.
+    The config is stored with every key this code knows (keys added since the run was saved hold
+    the value that reproduces it), and a fresh content checksum.
     """
     from data.io import atomic_write
-    from models.build import build_model_from_config, load_checkpoint, load_model_state, model_state
+    from models.build import (
+        build_model_from_config,
+        content_checksum,
+        load_checkpoint,
+        load_model_state,
+        model_state,
+    )
 
     state, config, _ = load_checkpoint(run_checkpoint)
     model = build_model_from_config(config)
     load_model_state(model, state["model"])
     weights = model_state(model)
-    slim = {k: v for k, v in state.items() if k not in ("optimizer", "rng", "wandb_id", "sha256")}
+    dropped = ("optimizer", "rng", "wandb_id", "sha256", "batch")
+    slim = {k: v for k, v in state.items() if k not in dropped} | {"config": config.to_dict()}
     slim["model"] = slim["state_dict"] = weights  # one dict under both keys: torch.save stores it once
+    slim["checksum"] = content_checksum(slim)
     atomic_write(out_path, lambda tmp: torch.save(slim, tmp))
     return model, state.get("machine")
 

@@ -9,7 +9,11 @@ from registration.phase_correlation import _parabolic_offset, _phase_correlation
 from registration.polar import cached_polar_transform
 from registration.transform import _warp, rotate_flip
 
-CPU_CHUNK_ELEMENTS = 2**20  # polar samples (or padded spectrum pixels) per chunk of pairs on the CPU
+# polar samples (or padded spectrum pixels) per chunk of pairs: on the CPU, chunks whose
+# intermediates stay in cache run several times faster; on a GPU, chunks bound the memory, so that a
+# batch larger than the GPU holds is registered piece by piece instead of failing
+CPU_CHUNK_ELEMENTS = 2**20
+CUDA_CHUNK_ELEMENTS = 2**26
 SPECTRUM_OVERSAMPLE = 4  # zero-padding of the spectra of translation mode
 
 
@@ -128,15 +132,13 @@ def register_rotation_flip(fixed, moving, n_angles=360, n_radii=None, radius=Non
     """
     check_pair(fixed, moving)
     dtype, work = fixed.dtype, work_dtype(fixed.dtype)
-    fixed, moving = fixed.to(work), moving.to(work)
     polar = cached_polar_transform(tuple(fixed.shape[-2:]), n_angles, n_radii, radius)
     weights = polar.ring_weights.to(device=fixed.device, dtype=work)
-    # on the CPU, chunks whose intermediates stay in cache run several times faster
-    per_pair = fixed.shape[1] * polar.n_radii * polar.n_angles
-    chunk = len(fixed) if fixed.is_cuda else max(1, CPU_CHUNK_ELEMENTS // per_pair)
+    chunk = _chunk_size(fixed, fixed.shape[1] * polar.n_radii * polar.n_angles)
     results = []
-    for start in range(0, len(fixed), chunk):
-        pf, pm = polar._sample(fixed[start : start + chunk]), polar._sample(moving[start : start + chunk])
+    for start in range(0, len(fixed), chunk):  # half precision is cast chunk by chunk, not whole
+        pf = polar._sample(fixed[start : start + chunk].to(work))
+        pm = polar._sample(moving[start : start + chunk].to(work))
         angle, flip, peak = _best_rotation_flip(pf, pm, weights, upsample)
         results.append((angle, flip, _disk_cosine(polar, pf, pm, peak)))
     angle, flip, score = (torch.cat(r) for r in zip(*results, strict=True))
@@ -157,6 +159,11 @@ def _spectrum_polar(x, n_angles, oversample=SPECTRUM_OVERSAMPLE):
     mag = mag[..., n // 2 - quarter : n // 2 + quarter + 1, n // 2 - quarter : n // 2 + quarter + 1]
     polar = cached_polar_transform(tuple(mag.shape[-2:]), n_angles)
     return polar._sample(mag), polar.ring_weights.to(device=x.device, dtype=mag.dtype)
+
+
+def _chunk_size(x, elements_per_pair):
+    budget = CUDA_CHUNK_ELEMENTS if x.is_cuda else CPU_CHUNK_ELEMENTS
+    return max(1, budget // elements_per_pair)
 
 
 def register(fixed, moving, translation=False, n_angles=360, n_radii=None, radius=None, upsample=4):
@@ -198,13 +205,12 @@ def register(fixed, moving, translation=False, n_angles=360, n_radii=None, radiu
         return register_rotation_flip(fixed, moving, **kwargs)
     check_pair(fixed, moving)
     dtype, work = fixed.dtype, work_dtype(fixed.dtype)
-    fixed, moving = fixed.to(work), moving.to(work)
     polar = cached_polar_transform(tuple(fixed.shape[-2:]), n_angles, n_radii, radius)
-    # on the CPU, chunks whose zero-padded spectra stay in cache run several times faster
-    per_pair = fixed.shape[1] * (SPECTRUM_OVERSAMPLE * max(fixed.shape[-2:])) ** 2
-    chunk = len(fixed) if fixed.is_cuda else max(1, CPU_CHUNK_ELEMENTS // per_pair)
+    chunk = _chunk_size(fixed, fixed.shape[1] * (SPECTRUM_OVERSAMPLE * max(fixed.shape[-2:])) ** 2)
     results = [
-        _register_translation(fixed[start : start + chunk], moving[start : start + chunk], polar, upsample)
+        _register_translation(
+            fixed[start : start + chunk].to(work), moving[start : start + chunk].to(work), polar, upsample
+        )
         for start in range(0, len(fixed), chunk)
     ]
     angle, flip, shift, score = (torch.cat(r) for r in zip(*results, strict=True))

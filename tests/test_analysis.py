@@ -247,7 +247,7 @@ def best_one_to_one_matches(table):
 
 def report_numbers(text):
     """``name -> value`` of the ``- name: value`` lines of report.md."""
-    return dict(re.findall(r"^- (\w+): ([0-9.]+)$", text, flags=re.M))
+    return dict(re.findall(r"^- (\w+): (-?[0-9.]+)$", text, flags=re.M))
 
 
 def test_cli_writes_every_promised_file(tmp_path, monkeypatch):

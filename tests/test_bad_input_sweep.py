@@ -180,3 +180,74 @@ def test_prepare_from_images_and_masks(tmp_path_factory, image, data):
         "area",
     )
     event("dataset written" if written is not None else "refused")  # see --hypothesis-show-statistics
+
+
+@SWEEP
+@given(
+    train=arrays(min_dims=1, max_dims=3, max_side=12),
+    test=arrays(min_dims=1, max_dims=3, max_side=12),
+    labels=arrays(min_dims=0, max_dims=2, max_side=12),
+    k=st.integers(-1, 6),
+)
+def test_metrics(train, test, labels, k):
+    from analysis import metrics
+
+    n_train = len(train) if train.ndim else 0
+    n_test = len(test) if test.ndim else 0
+    # labels of the right length half of the time, so that the embeddings' own checks are reached
+    y_train = np.arange(n_train) % 3 if labels.ndim == 0 else labels
+    y_test = np.arange(n_test) % 3 if labels.ndim == 0 else labels
+    names = ("train_embeddings", "test_embeddings", "train_labels", "test_labels", "k")
+    expect_clear(lambda: metrics.knn_accuracy(train, y_train, test, y_test, k=k), *names)
+    expect_clear(lambda: metrics.clustering_scores(labels, y_test), "labels_true", "labels_cluster")
+    expect_clear(
+        lambda: metrics.kmeans_purity(train, y_train, n_clusters=k), "embeddings", "labels", "n_clusters"
+    )
+
+
+PREPARE_OPTIONS = {
+    "size": st.integers(-2, 40),
+    "centre": st.sampled_from(["mask", "intensity", "bbox", "nope"]),
+    "scale": st.sampled_from(["none", "fit", "dataset", "nope"]),
+    "fill": st.floats(allow_nan=True, allow_infinity=True, width=32),
+    "fill_percentile": st.floats(-10, 110),
+    "clip": st.booleans(),
+    "mask_mode": st.sampled_from(["intensity", "masked", "binary", "nope"]),
+    "keep_border": st.booleans(),
+    "min_area": st.none() | st.integers(-5, 500),
+    "max_area": st.none() | st.integers(-5, 500),
+    "normalisation": st.sampled_from(["dataset", "image", "object", "none", "nope"]),
+    "percentiles": st.tuples(st.floats(-10, 110), st.floats(-10, 110)),
+    "test_fraction": st.floats(-0.5, 1.5),
+    "seed": st.integers(0, 3),
+}
+
+
+@SWEEP
+@given(options=st.fixed_dictionaries({}, optional=PREPARE_OPTIONS))
+def test_prepare_options(tmp_path_factory, options):
+    import tifffile
+
+    from data.prepare import prepare_dataset
+
+    # valid inputs: three images with two ellipses each, one near the border; the options vary
+    root = tmp_path_factory.mktemp("prepare_options")
+    for folder in ("images", "masks"):
+        (root / folder).mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        mask = np.zeros((60, 60), np.uint16)
+        yy, xx = np.mgrid[:60, :60]
+        mask[((yy - 20) / 8) ** 2 + ((xx - 25) / 5) ** 2 < 1] = 1
+        mask[((yy - 45) / 4) ** 2 + ((xx - 4 - i) / 6) ** 2 < 1] = 2
+        tifffile.imwrite(root / "images" / f"cell{i}.tif", (mask > 0) * 0.7 + 0.1 * rng.random((60, 60)))
+        tifffile.imwrite(root / "masks" / f"cell{i}.tif", mask)
+    written = expect_clear(
+        lambda: prepare_dataset(
+            root / "out", images=root / "images", masks=root / "masks", progress=False, **options
+        ),
+        *PREPARE_OPTIONS,
+        "normalise",
+        "no usable object",
+    )
+    event("dataset written" if written is not None else "refused")

@@ -42,18 +42,29 @@ def tiny_run(tmp_path_factory):
     return run.train(config)
 
 
-def test_main_readme_python_blocks_run(tiny_run):
+def test_main_readme_python_blocks_run(tiny_run, tmp_path):
     import torch
 
     import run
+    import utils
 
     blocks = python_blocks(ROOT / "README.md")
     assert blocks, "README.md has no python example"
     assert sum(code.count(README_RUN_DIR) for code in blocks) >= 1
+    assert sum(code.count('"embeddings.npy"') for code in blocks) == 1
     namespace = {}
     for code in blocks:
         code = code.replace(README_RUN_DIR, str(tiny_run))
+        code = code.replace('"embeddings.npy"', repr(str(tmp_path / "embeddings.npy")))
         exec(compile(code, "README.md", "exec"), namespace)
+    # the block for large datasets: every training image's embedding, in the file
+    written = np.load(tmp_path / "embeddings.npy")
+    tiny = run.load_model(tiny_run)
+    expected_train = utils.get_model_embeddings_from_tensors(
+        tiny, run.get_datasets_from_config(tiny.config)[0].x
+    )
+    assert written.shape == (96, 4)
+    np.testing.assert_allclose(written, expected_train, rtol=1e-5, atol=1e-6)
     # the embeddings block: the test images' posterior means, and the test labels
     model = run.load_model(tiny_run).eval()
     _, _, dset_test, _ = run.get_datasets_from_config(model.config)

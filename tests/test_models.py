@@ -375,6 +375,7 @@ def test_checkpoint_saved_before_encoder_pooling_existed_loads_as_after(tmp_path
     save_checkpoint(tmp_path / "model.pt", model, torch.optim.Adam(model.parameters()), 1, config, 1.0, {})
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     del state["config"]["model"]["encoder_pooling"]
+    del state["checksum"]  # as files of that time: no content checksum either
     torch.save(state, tmp_path / "model.pt")
     loaded = load_model(tmp_path)
     assert loaded.config.model.encoder_pooling == "after"
@@ -406,3 +407,45 @@ def test_load_model_refuses_missing_and_foreign_files(tmp_path):
 def test_vae_rejects_alignment_without_the_disk_mask():
     with pytest.raises(ValueError, match="needs loss_mask='disk'"):
         VAE(torch.nn.Identity(), torch.nn.Identity(), 16, align="fourier", loss_mask=None)
+
+
+def test_invariance_term_pairs_each_copy_with_its_original(monkeypatch):
+    import models.vae
+
+    model, _ = tiny_vae()
+    model.invariance_weight, model.invariance_fraction = 2.0, 0.5
+    x = torch.rand(8, 1, 16, 16)
+    seen = {}
+    encode = model.encode
+
+    def spy(batch):
+        seen["batch"] = batch
+        return encode(batch)
+
+    monkeypatch.setattr(model, "encode", spy)
+    torch.manual_seed(1)
+    out = model(x)
+    copies = seen["batch"][8:]
+    assert copies.shape == (4, 1, 16, 16)  # half of the batch, after the originals
+    torch.manual_seed(1)  # the same draws: angles, then flips
+    angle, flip = torch.rand(4) * 360.0, torch.rand(4) < 0.5
+    assert torch.equal(copies, models.vae.rotate_flip(x[:4], angle, flip, mode="bicubic"))
+    # the term: squared distance of each copy's posterior mean to its own original's
+    model.encode = encode
+    mu = model.encode(seen["batch"])[0]
+    assert torch.allclose(out["invariance"], ((mu[:4] - mu[8:]) ** 2).sum(1).mean(), rtol=1e-3)
+    # copies that are the originals themselves: the term vanishes exactly, whatever the batch statistics
+    monkeypatch.setattr(models.vae, "rotate_flip", lambda images, *args, **kwargs: images.clone())
+    assert model(x)["invariance"].item() == 0.0
+    assert torch.allclose(out["loss"], out["recon"] + model.beta * out["kl"] + 2.0 * out["invariance"])
+
+
+def test_invariance_term_is_off_in_eval_mode_and_with_no_weight():
+    model, _ = tiny_vae()
+    x = torch.rand(8, 1, 16, 16)
+    assert model(x)["invariance"].item() == 0.0  # weight 0 (the default)
+    model.invariance_weight = 5.0
+    assert model(x)["invariance"].item() > 0.0
+    model.eval()
+    out = model(x)
+    assert out["invariance"].item() == 0.0 and torch.equal(out["loss"], out["recon"] + out["kl"])

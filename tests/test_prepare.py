@@ -396,3 +396,32 @@ def test_a_file_with_another_channel_count_is_reported_and_skipped(tmp_path, cap
     summary = prepare_dataset(tmp_path / "d", crops=crops, size=SIZE, test_fraction=0.0, progress=False)
     assert summary["dropped"] == {"bad file": 1} and summary["n_objects"]["train"] == 3
     assert "colour.png: 3 channel(s), but the first image has 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "altered", "missing"])
+def test_a_damaged_prepared_file_is_named_with_the_command_that_rebuilds_it(label_images, tmp_path, damage):
+    import hashlib
+
+    from data.datasets import DatasetError
+
+    images, masks, _ = label_images
+    out = tmp_path / "data"
+    main(["--images", str(images), "--masks", str(masks), "--out", str(out), "--size", str(SIZE)])
+    files = json.loads((out / "prepare.json").read_text())["files"]
+    assert set(files) == {"X_train.npy", "X_test.npy", "metadata.parquet", "metadata.csv"}
+    for name, digest in files.items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+    load_dataset(out)  # intact: loads
+    target = out / "X_train.npy"
+    data = bytearray(target.read_bytes())
+    if damage == "truncated":
+        target.write_bytes(bytes(data[: len(data) - 100]))
+    elif damage == "altered":  # a value changed inside the array: still a valid .npy
+        data[-3] ^= 0x01
+        target.write_bytes(bytes(data))
+        assert np.isfinite(np.load(target)).all()  # still a readable .npy: only the checksum can tell
+    else:
+        target.unlink()
+    reason = "missing, but prepare.json lists it" if damage == "missing" else "its sha256 differs"
+    with pytest.raises(DatasetError, match=f"X_train.npy: {reason}.*python -m data.prepare --images"):
+        load_dataset(out)

@@ -431,3 +431,30 @@ def test_every_function_takes_any_float_dtype(dtype, tol_angle, tol_shift, tol_i
     polar = PolarTransform((32, 32))
     assert polar(x.to(dtype)).dtype == dtype
     assert (polar(x.to(dtype)).double() - polar(x)).abs().max() < tol_image
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])  # fmt: skip
+@pytest.mark.parametrize("translation", [False, True])
+def test_batches_are_registered_in_chunks_that_give_each_pairs_own_result(monkeypatch, device, translation):
+    import importlib
+
+    reg = importlib.import_module(
+        "registration.register"
+    )  # the module: the package exports a function of that name
+    x = smooth_objects(12, size=32).to(device)
+    angle = torch.linspace(0.0, 330.0, 12, device=device)
+    moving = rotate_flip(x, angle, flip=torch.arange(12, device=device) % 2 == 1).half()
+    whole = register(x.half(), moving, translation=translation)
+    # chunks of 5 pairs, half precision cast chunk by chunk, on either device
+    per_pair = (4 * 32) ** 2 if translation else reg.cached_polar_transform((32, 32), 360).n_radii * 360
+    monkeypatch.setattr(reg, "CPU_CHUNK_ELEMENTS", 5 * per_pair)
+    monkeypatch.setattr(reg, "CUDA_CHUNK_ELEMENTS", 5 * per_pair)
+    chunked = register(x.half(), moving, translation=translation)
+    assert whole.angle.dtype == chunked.angle.dtype == torch.float16
+    assert torch.equal(whole.flip, chunked.flip)
+    assert torch.allclose(whole.angle.float(), chunked.angle.float(), atol=0.3)  # float16 angle steps
+    for i in (0, 4, 5, 11):  # each side of a chunk boundary: as the pair registered alone
+        alone = register(x[i : i + 1].half(), moving[i : i + 1], translation=translation)
+        assert alone.flip.item() == chunked.flip[i].item()
+        assert torch.equal(alone.angle, chunked.angle[i : i + 1])
