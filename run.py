@@ -30,6 +30,7 @@ from configs.schema import ConfigError, apply_overrides, load_config
 from data.datasets import DatasetError, get_datasets_from_config
 from models.build import (
     CheckpointError,
+    DamagedCheckpointError,
     build_model_from_config,
     load_checkpoint,
     load_model,
@@ -217,6 +218,19 @@ def invariance_weight(model_config, step, steps_per_epoch):
     return model_config.invariance_weight * min(1.0, (step + 1) / warmup_steps)
 
 
+def batch_norm_statistics(model):
+    """Copies of the model's buffers that training updates (batch-norm statistics), to restore."""
+    parameters = {name for name, _ in model.named_parameters()}
+    persistent = model.state_dict(keep_vars=True)
+    return [(t, t.detach().clone()) for name, t in persistent.items() if name not in parameters]
+
+
+def restore(statistics):
+    with torch.no_grad():
+        for tensor, saved in statistics:
+            tensor.copy_(saved)
+
+
 def train_step(model, optimizer, x, lr, grad_clip):
     """One optimizer step on images ``x``; returns the loss terms and the gradient norm (before clipping).
 
@@ -293,7 +307,7 @@ def train(config, resume_dir=None):
 
     start_epoch, start_batch, best_valid, wandb_id, resumed_rng = 0, 0, float("inf"), None, None
     if resume_dir is not None:
-        state, _ = load_for_resume(resume_dir, device)
+        state, _ = load_for_resume(resume_dir)  # on the CPU: random states must stay there
         load_model_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, start_batch = state["epoch"], state.get("batch", 0)
@@ -336,15 +350,21 @@ def train(config, resume_dir=None):
                     lr = learning_rate(config.training, step, total_steps)
                     model.invariance_weight = invariance_weight(config.model, step, n_steps)
                     x = next(batches)[0].to(device)
+                    stop.in_step = True  # a signal now waits for the step's end (see StopOnSignal)
+                    statistics = batch_norm_statistics(model)
                     try:
                         terms, grad_norm = train_step(model, optimizer, x, lr, config.training.grad_clip)
-                    except FloatingPointError as e:
+                    except BaseException as e:
+                        restore(statistics)  # the forward pass updated them: back to before the step
+                        if not isinstance(e, FloatingPointError):
+                            raise
                         images = loader.batch_sampler.batches[i]
                         raise FloatingPointError(
                             f"{e} at step {step + 1} (epoch {epoch + 1}, batch {i + 1}; training images "
                             f"{images}); try a lower training.lr (now {lr:.3g}) or set training.grad_clip"
                         ) from e
                     where.update(batch=i + 1, rng=get_rng_state(epoch_start))
+                    stop.in_step = False
                     bar.update()
                     bar.set_postfix({k: f"{v:.1f}" for k, v in terms.items()})
                     run.log(
@@ -396,19 +416,24 @@ class Terminated(KeyboardInterrupt):
 class StopOnSignal:
     """While training: Ctrl-C or SIGTERM lets the current step finish, then stops training.
 
-    A second signal stops at once. Stopping raises :class:`KeyboardInterrupt` (Ctrl-C) or
+    A second signal stops at once, except inside a step (``in_step``: from the forward pass to
+    the bookkeeping after the optimizer step), which always finishes, so that a saved checkpoint
+    never holds half an update. Stopping raises :class:`KeyboardInterrupt` (Ctrl-C) or
     :class:`Terminated` (SIGTERM), which the training loop answers by saving the run. Python
-    handles signals in the main thread only, so elsewhere the handlers stay as they are.
+    handles signals in the main thread only, so elsewhere the handlers stay as they are; a signal
+    that the process was started to ignore (``nohup``, ``&`` in scripts) stays ignored.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.received, self.previous = None, {}
+        self.received, self.previous, self.in_step = None, {}, False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+            for signum in self.SIGNALS:
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc):
@@ -416,7 +441,7 @@ class StopOnSignal:
             signal.signal(signum, handler)
 
     def _handle(self, signum, frame):
-        if self.received is not None:  # asked twice: do not wait for the step
+        if self.received is not None and not self.in_step:  # asked twice: do not wait
             raise self._error(signum)
         self.received = signum
         print("\nstopping after this step (again to stop at once)", file=sys.stderr)
@@ -467,7 +492,7 @@ def load_for_resume(run_dir, device="cpu"):
         return load_checkpoint(previous, device)[:2]
     try:
         return load_checkpoint(path, device)[:2]
-    except CheckpointError as damaged:
+    except DamagedCheckpointError as damaged:
         if not previous.is_file():
             raise
         state, config, _ = load_checkpoint(previous, device)

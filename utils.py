@@ -160,7 +160,9 @@ def get_model_embeddings_from_tensors(
                 raise ValueError(f"image {bad} contains NaN or Inf")
             yield (to_model_input(batch, value_range, size),)
 
-    if out is not None and (out.ndim != 2 or len(out) != len(x)):
-        raise ValueError(f"out must have shape (n, zdim) with n = {len(x)} images, got {tuple(out.shape)}")
+    config = getattr(model, "config", None)  # None for stand-ins without one (benchmarks' adapters)
+    zdim = config.model.zdim if config is not None else None
+    if out is not None and (out.ndim != 2 or len(out) != len(x) or out.shape[1] not in (zdim, None)):
+        raise ValueError(f"out must have shape (n, zdim) = ({len(x)}, {zdim}), got {tuple(out.shape)}")
     total = -(-len(x) // batch_size)
     return _embed_batches(model, batches(), total, device, progress, out)[0]

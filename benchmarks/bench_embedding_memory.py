@@ -8,14 +8,15 @@ not change the work) and embeds it in a fresh process per setting with
 ``utils.get_model_embeddings_from_tensors``, reading the images through ``numpy.load(mmap_mode="r")``:
 - ``out=memmap``: embeddings written to ``numpy.lib.format.open_memmap`` (the flat-memory path);
 - ``out=None``: embeddings returned as one in-memory array (n x zdim float32).
-Reports the process's peak resident memory (``ru_maxrss``, which counts file pages mapped and
-read too), wall time and images/second. The files are removed at the end.
+Reports the process's peak resident memory (``VmHWM`` of ``/proc/self/status``, which counts
+file pages mapped and read too; not ``ru_maxrss``, which on Linux carries the parent's peak over
+into a child started after the parent wrote the images), wall time and images/second. The files
+are removed at the end. Linux only.
 """
 
 import argparse
 import json
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,14 @@ def write_images(path, n, size=32, chunk=50_000):
     del x
 
 
+def peak_resident_mb():
+    """This process's peak resident memory (VmHWM), in MB."""
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: this benchmark needs Linux")
+
+
 def embed_one(model_name, images, out_path, batch_size):
     """Embed ``images`` (a .npy path) in this process; returns the measurements."""
     import run
@@ -55,7 +64,7 @@ def embed_one(model_name, images, out_path, batch_size):
         "images": len(x),
         "seconds": seconds,
         "img_per_s": len(x) / seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_resident_mb(),
         "checksum": float(np.asarray(emb[-100:]).sum()),  # the last rows were written
     }
 

@@ -12,6 +12,7 @@ optionally ``X_test``, ``y_train`` and ``y_test``, each as one of:
 
 import json
 import pathlib
+import signal
 import zipfile
 
 import numpy as np
@@ -425,6 +426,14 @@ class ImageDataset(Dataset):
         return rotate_flip(img[None], angle, flip)[0]
 
 
+def ignore_stop_signals(worker_id):
+    """Make a DataLoader worker ignore Ctrl-C and SIGTERM: training stops (and saves) in the main
+    process, which ends the workers itself; a terminal's Ctrl-C or a scheduler's SIGTERM reaches
+    every process of the group, and a worker dying first would break the step being saved."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class RecordingBatchSampler(BatchSampler):
     """A :class:`~torch.utils.data.BatchSampler` that keeps the indices of the batches it has yielded.
 
@@ -510,7 +519,13 @@ def get_datasets_from_config(config, generator=None):
     # a last batch of one image cannot be batch-normalised: drop it (a different image each epoch)
     drop_last = len(dset) % cfg.batch_size == 1
     batches = RecordingBatchSampler(RandomSampler(dset, generator=generator), cfg.batch_size, drop_last)
-    loader = DataLoader(dset, batch_sampler=batches, num_workers=cfg.num_workers, generator=generator)
+    loader = DataLoader(
+        dset,
+        batch_sampler=batches,
+        num_workers=cfg.num_workers,
+        generator=generator,
+        worker_init_fn=ignore_stop_signals if cfg.num_workers else None,
+    )
     if arrays["X_test"] is None:
         return dset, loader, None, None
     dset_test = ImageDataset(arrays["X_test"], arrays["y_test"], value_range=arrays["value_range"], size=size)

@@ -53,9 +53,10 @@ def release_pages(array):
     the map is closed: streaming a dataset larger than memory through one map would grow the
     process by the whole file. After a slice has been used, this tells the kernel it is no
     longer needed (``madvise(MADV_DONTNEED)``): the data stays in the file (and the page cache)
-    and is read again if touched. Maps opened in ``'r'``, ``'r+'`` or ``'w+'`` mode only (their
-    writes, flushed first, are in the file); other arrays, copy-on-write maps and systems
-    without ``madvise`` are left alone.
+    and is read again if touched. Maps opened in ``'r'``, ``'r+'`` or ``'w+'`` mode only: they are
+    shared maps, whose writes are in the page cache already (the kernel keeps a dropped page's
+    dirty state and writes it to the file as usual); copy-on-write maps, whose changes would be
+    lost, other arrays and systems without ``madvise`` are left alone.
     """
     mapping = getattr(array, "_mmap", None)
     if mapping is None or array.size == 0 or getattr(array, "mode", "c") == "c":
@@ -65,8 +66,6 @@ def release_pages(array):
     start = array.ctypes.data - np.frombuffer(mapping, dtype=np.uint8).ctypes.data
     aligned = start - start % mmap.PAGESIZE
     length = start + array.nbytes - aligned
-    if array.flags.writeable:
-        mapping.flush(aligned, length)
     mapping.madvise(mmap.MADV_DONTNEED, aligned, length)
 
 

@@ -560,8 +560,7 @@ def prepare_dataset(
         "command": command,
         "versions": _versions(),
     }
-    write_dataset(out, x, meta, summary)
-    return summary
+    return write_dataset(out, x, meta, summary)
 
 
 def _check_options(
@@ -659,6 +658,11 @@ def write_dataset(out, x, meta, summary):
     summary : dict
         Plain data for ``prepare.json``, to which the sha256 of every file written is added
         (``"files"``: name -> digest; :func:`data.datasets.load_dataset` checks them).
+
+    Returns
+    -------
+    dict
+        ``summary`` with the digests, as written to ``prepare.json``.
     """
     for split in ("train", "test"):
         rows = (meta["split"] == split).to_numpy()
@@ -675,6 +679,7 @@ def write_dataset(out, x, meta, summary):
     save_sample_grid(out / "samples.png", x, title=f"{out.name}: first crops")
     counts = {split: int((meta["split"] == split).sum()) for split in ("train", "test")}
     print(f"wrote {counts['train']} train and {counts['test']} test objects {x.shape[1:]} to {out}")
+    return summary
 
 
 def main(argv=None):

@@ -39,6 +39,10 @@ class CheckpointError(ValueError):
     """A file is not a readable o2vae checkpoint, or does not fit the model of its config."""
 
 
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file is truncated, altered or unreadable (its previous one may still be good)."""
+
+
 def build_model_from_config(config):
     """The :class:`~models.vae.VAE` that ``config.model`` describes (freshly initialised).
 
@@ -164,10 +168,10 @@ def save_checkpoint(
     FloatingPointError
         If a weight is NaN or Inf: such a model is never written over a checkpoint.
     """
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise FloatingPointError(f"not saving {path}: weights {bad[:3]} hold NaN or Inf")
     weights = model_state(model)
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # weights, or batch-norm statistics
+        raise FloatingPointError(f"not saving {path}: weights {bad[:3]} hold NaN or Inf")
     state = {
         "format": CHECKPOINT_FORMAT,
         "model": weights,
@@ -214,13 +218,13 @@ def content_checksum(state):
     """
     digest = hashlib.sha256()
 
-    def feed(value):
+    def feed(value, top=False):
         if isinstance(value, torch.Tensor):
             digest.update(f"tensor {value.dtype} {tuple(value.shape)}:".encode())
             flat = value.detach().cpu().contiguous().reshape(-1)  # a 0-d tensor cannot be viewed as bytes
             digest.update(flat.view(torch.uint8).numpy().tobytes())
         elif isinstance(value, dict):
-            keys = sorted((key for key in value if key != "checksum"), key=repr)
+            keys = sorted((key for key in value if not (top and key == "checksum")), key=repr)
             digest.update(f"dict {len(keys)}:".encode())
             for key in keys:
                 feed(key)
@@ -232,7 +236,7 @@ def content_checksum(state):
         else:
             digest.update(f"{type(value).__name__} {value!r};".encode())
 
-    feed(state)
+    feed(state, top=True)
     return digest.hexdigest()
 
 
@@ -299,14 +303,14 @@ def load_checkpoint(path_or_run_dir, device="cpu"):
     try:
         state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     except Exception as e:
-        raise CheckpointError(
+        raise DamagedCheckpointError(
             f"{path}: not a readable o2vae checkpoint: truncated, damaged, or holding objects other than "
             f"tensors and plain data, which are never unpickled ({e}){_previous_hint(path)}"
         ) from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
         raise CheckpointError(f"{path}: not an o2vae checkpoint of format {CHECKPOINT_FORMAT}")
     if "checksum" in state and content_checksum(state) != state["checksum"]:  # older files have none
-        raise CheckpointError(
+        raise DamagedCheckpointError(
             f"{path}: its content does not match the checksum stored in it: the file was altered or "
             f"damaged after it was written{_previous_hint(path)}"
         )

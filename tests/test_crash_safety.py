@@ -127,8 +127,8 @@ def test_a_non_finite_loss_names_exactly_the_images_of_its_batch(tiny_config, mo
         return out
 
     monkeypatch.setattr(models.vae.VAE, "forward", nan_at_fourth_step)
-    config = apply_overrides(tiny_config, ["training.epochs=2", "data.rotation_augmentation=False",
-                                           "data.flip_augmentation=False"])  # fmt: skip
+    overrides = ["training.epochs=2", "data.rotation_augmentation=False", "data.flip_augmentation=False"]
+    config = apply_overrides(tiny_config, [*overrides, "training.checkpoint_every_steps=1"])
     with pytest.raises(FloatingPointError) as error:
         run.train(config)
     message = str(error.value)
@@ -141,6 +141,13 @@ def test_a_non_finite_loss_names_exactly_the_images_of_its_batch(tiny_config, mo
     (saved,) = pathlib.Path(config.logging.out_dir).glob("wandb/*/files/model.pt")
     state = torch.load(saved, weights_only=True)
     assert (state["epoch"], state["batch"]) == (1, 0)  # the last good state: before the failing step
+    # ... exactly: the failed forward pass's batch-norm updates are undone, so the state saved
+    # equals the checkpoint of the step before (kept as model.prev.pt)
+    before = torch.load(saved.with_name("model.prev.pt"), weights_only=True)
+    assert (before["epoch"], before["batch"]) == (1, 0)  # the end of epoch 1
+    assert any("running_mean" in k for k in state["model"])
+    for key, value in before["model"].items():
+        assert torch.equal(value, state["model"][key]), key
 
 
 def test_grad_clip_clips_the_gradient_norm_and_reports_the_unclipped_one(tiny_config):
@@ -256,3 +263,57 @@ def test_sigkill_at_random_points_always_leaves_a_checkpoint_that_resumes_bitwis
     print("killed with these (epoch, batch) saved:", killed_at)
     assert len(set(killed_at)) >= 2  # killed at different steps
     assert_same_training_state(straight_dir / "model.pt", run_dir / "model.pt")
+
+
+def test_only_a_damaged_model_pt_falls_back_to_the_previous_one(tiny_config):
+    config = apply_overrides(tiny_config, ["training.epochs=2"])
+    run_dir = run.train(config)
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    del state["config"]["model"]["hidden"]  # readable and intact, but not a config this code knows
+    state["checksum"] = content_checksum(state)
+    torch.save(state, run_dir / "model.pt")
+    with pytest.raises(SystemExit, match="its config lacks the key"):
+        run.main(["--resume", str(run_dir)])
+    assert not list(run_dir.glob("model.pt.damaged-*"))  # nothing moved aside, no silent step back
+
+
+def test_a_second_signal_waits_for_the_step_in_progress_and_ignored_signals_stay_ignored():
+    stop = run.StopOnSignal()
+    stop._handle(signal.SIGINT, None)
+    stop.in_step = True
+    stop._handle(signal.SIGINT, None)  # a second Ctrl-C inside a step: no half-applied update
+    with pytest.raises(KeyboardInterrupt):
+        stop.check()
+    stop.in_step = False
+    with pytest.raises(run.Terminated):
+        stop._handle(signal.SIGTERM, None)  # outside a step: at once
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with run.StopOnSignal():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # e.g. started with nohup or &
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers_saves_and_resumes(tiny_data, tmp_path):
+    """A scheduler (Slurm) or a terminal signals every process of the job, DataLoader workers too."""
+    out = tmp_path / "runs"
+    command = [sys.executable, "run.py", "configs.config_tiny", f"data.data_dir={tiny_data}",
+               f"logging.out_dir={out}", "logging.wandb_mode=disabled", "training.epochs=300",
+               "data.num_workers=2", "data.rotation_augmentation=True"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=REPO, env=os.environ | {"TQDM_DISABLE": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("wandb/*/files/model.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "terminated (SIGTERM): saved" in stderr and "Traceback" not in stderr
+    (run_dir,) = out.glob("wandb/*/files")
+    state, _, _ = load_checkpoint(run_dir)
+    assert run.main(["--resume", str(run_dir), f"training.epochs={state['epoch'] + 1}"]) == run_dir

@@ -61,7 +61,7 @@ def test_embeddings_written_to_a_memory_map_equal_the_in_memory_ones(tmp_path):
     del out, returned
     expected = utils.get_model_embeddings_from_tensors(model, np.array(x), batch_size=70, progress=False)
     np.testing.assert_allclose(np.load(tmp_path / "emb.npy"), expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(
-        ValueError, match=r"out must have shape \(n, zdim\) with n = 70 images, got \(69, 4\)"
-    ):
+    with pytest.raises(ValueError, match=r"out must have shape \(n, zdim\) = \(70, 4\), got \(69, 4\)"):
         utils.get_model_embeddings_from_tensors(model, x, out=np.zeros((69, 4), np.float32))
+    with pytest.raises(ValueError, match=r"\(n, zdim\) = \(70, 4\), got \(70, 5\)"):  # before any work
+        utils.get_model_embeddings_from_tensors(model, x, out=np.zeros((70, 5), np.float32))
