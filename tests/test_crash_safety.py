@@ -15,30 +15,18 @@ import torch
 
 import run
 from configs.schema import apply_overrides, load_config
-from data import generate_shapes
 from data.datasets import get_datasets_from_config
 from models.build import CheckpointError, content_checksum, load_checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_shapes")
-    generate_shapes.main(["--n", "96", "--n-test", "32", "--size", "16", "--out", str(out), "--overwrite"])
-    return out
-
-
 @pytest.fixture
-def tiny_config(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+def tiny_config(tiny_config):
     # augmentation and the invariance term draw random numbers at every step: resuming must restore them
-    return load_config(
-        "configs.config_tiny",
+    return apply_overrides(
+        tiny_config,
         [
-            f"data.data_dir={tiny_data}",
-            f"logging.out_dir={tmp_path}",
-            "logging.wandb_mode=disabled",
             "data.rotation_augmentation=True",
             "data.flip_augmentation=True",
             "model.invariance_weight=1.0",

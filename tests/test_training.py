@@ -19,22 +19,6 @@ from models.build import content_checksum
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_shapes")
-    generate_shapes.main(["--n", "96", "--n-test", "32", "--size", "16", "--out", str(out), "--overwrite"])
-    return out
-
-
-@pytest.fixture
-def tiny_config(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    return load_config(
-        "configs.config_tiny",
-        [f"data.data_dir={tiny_data}", f"logging.out_dir={tmp_path}", "logging.wandb_mode=disabled"],
-    )
-
-
 def valid_loss(model, config):
     _, _, _, loader_test = run.get_datasets_from_config(config)
     return run.evaluate(model, loader_test, torch.device("cpu"))["loss"]
