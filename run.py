@@ -444,7 +444,8 @@ class StopOnSignal:
         if self.received is not None and not self.in_step:  # asked twice: do not wait
             raise self._error(signum)
         self.received = signum
-        print("\nstopping after this step (again to stop at once)", file=sys.stderr)
+        # os.write, not print: a print here could re-enter a print that the signal interrupted
+        os.write(sys.stderr.fileno(), b"\nstopping after this step (again to stop at once)\n")
 
     def check(self):
         """Raise the stop asked for by a signal, if any (call between steps)."""

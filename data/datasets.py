@@ -529,5 +529,11 @@ def get_datasets_from_config(config, generator=None):
     if arrays["X_test"] is None:
         return dset, loader, None, None
     dset_test = ImageDataset(arrays["X_test"], arrays["y_test"], value_range=arrays["value_range"], size=size)
-    loader_test = DataLoader(dset_test, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    loader_test = DataLoader(
+        dset_test,
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        worker_init_fn=ignore_stop_signals if cfg.num_workers else None,
+    )
     return dset, loader, dset_test, loader_test

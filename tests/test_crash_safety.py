@@ -282,26 +282,3 @@ def test_a_second_signal_waits_for_the_step_in_progress_and_ignored_signals_stay
             assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def test_sigterm_to_the_whole_process_group_with_loader_workers_saves_and_resumes(tiny_data, tmp_path):
-    """A scheduler (Slurm) or a terminal signals every process of the job, DataLoader workers too."""
-    out = tmp_path / "runs"
-    command = [sys.executable, "run.py", "configs.config_tiny", f"data.data_dir={tiny_data}",
-               f"logging.out_dir={out}", "logging.wandb_mode=disabled", "training.epochs=300",
-               "data.num_workers=2", "data.rotation_augmentation=True"]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=REPO, env=os.environ | {"TQDM_DISABLE": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not list(out.glob("wandb/*/files/model.pt")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert "terminated (SIGTERM): saved" in stderr and "Traceback" not in stderr
-    (run_dir,) = out.glob("wandb/*/files")
-    state, _, _ = load_checkpoint(run_dir)
-    assert run.main(["--resume", str(run_dir), f"training.epochs={state['epoch'] + 1}"]) == run_dir
