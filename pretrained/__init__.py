@@ -19,7 +19,6 @@ Ship a model from a finished run (writes the four files)::
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import pathlib
@@ -30,6 +29,7 @@ import tempfile
 import torch
 
 from analysis.scores import N_SENSITIVITY, model_scores
+from data.io import file_sha256
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HERE = pathlib.Path(__file__).resolve().parent
@@ -220,10 +220,6 @@ def slim_checkpoint(run_checkpoint, out_path):
     return model, state.get("machine")
 
 
-def sha256(path):
-    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
-
-
 def publish(run_dir, name, commit, train_minutes, data_dir=None, note=None):
     """Ship the model of ``run_dir`` as ``pretrained/<name>``: checkpoint, checksum, JSON and card.
 
@@ -243,7 +239,7 @@ def publish(run_dir, name, commit, train_minutes, data_dir=None, note=None):
     with tempfile.TemporaryDirectory(dir=HERE) as tmp:
         path = pathlib.Path(tmp) / f"{name}.pt"
         model, trained_on = slim_checkpoint(pathlib.Path(run_dir), path)
-        path.with_name(path.name + ".sha256").write_text(f"{sha256(path)}  {path.name}\n")
+        path.with_name(path.name + ".sha256").write_text(f"{file_sha256(path)}  {path.name}\n")
         scores = measure(name, data_dir, path)
         info = {
             "name": name,

@@ -16,6 +16,7 @@ import utils
 from analysis.scores import model_scores
 from configs.schema import load_config
 from data import generate_o2mnist
+from data.io import file_sha256
 
 SHIPPED = sorted(pretrained.RECIPES)
 
@@ -81,7 +82,7 @@ def test_the_analysis_cli_profiles_a_dataset_with_a_shipped_model(tmp_path):
     profiles = anndata.read_h5ad(tmp_path / "out" / "profiles.h5ad")
     assert profiles.n_obs == 200
     provenance = json.loads(profiles.uns["o2vae"])
-    assert provenance["checkpoint_sha256"] == pretrained.sha256(pretrained.HERE / "o2mnist.pt")
+    assert provenance["checkpoint_sha256"] == file_sha256(pretrained.HERE / "o2mnist.pt")
 
 
 @pytest.fixture
