@@ -2,6 +2,7 @@
 
     python run.py configs.config_o2mnist [section.key=value ...]
     python run.py --resume RUN_DIR [training.epochs=N]
+    torchrun --nproc_per_node=N run.py configs.config_o2mnist [...]   (data-parallel, README "Scaling up")
 
 Writes ``<logging.out_dir>/wandb/<run>/files/``: ``model.pt`` (every
 ``training.checkpoint_every`` epochs, at the end, and when training stops on Ctrl-C or an
@@ -24,10 +25,13 @@ import threading
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+import distributed
 from configs.schema import ConfigError, apply_overrides, load_config
 from data.datasets import DatasetError, get_datasets_from_config
+from models._e2cnn_compat import is_derived_buffer
 from models.build import (
     CheckpointError,
     DamagedCheckpointError,
@@ -43,12 +47,29 @@ from models.build import (
 __all__ = ["build_model_from_config", "get_datasets_from_config", "load_model", "train"]
 
 
-def pick_device(name):
+def pick_device(name, world=distributed.ONE_PROCESS):
+    """The device of ``training.device``; under torchrun, a CUDA process uses the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"training.device is {name!r} but no CUDA GPU is available")
+    if name.startswith("cuda") and world.distributed:
+        return torch.device("cuda", world.local_rank)
     return torch.device(name)
+
+
+def check_training_device(training, device, world):
+    """Raise ConfigError for the settings that need CUDA (or torchrun) when they do not have it."""
+    if training.precision == "bf16" and device.type != "cuda":
+        raise ConfigError(
+            "training.precision='bf16' is for CUDA GPUs; on the CPU training stays in float32 "
+            "(set training.precision='fp32')"
+        )
+    if training.sync_batchnorm and world.distributed and device.type != "cuda":
+        raise ConfigError(
+            "training.sync_batchnorm=True needs CUDA GPUs (torch's SyncBatchNorm does not run on the "
+            "CPU); on the CPU each process normalises its own share of the batch"
+        )
 
 
 def seed_everything(seed):
@@ -129,6 +150,18 @@ def start_logging(config, resume_dir=None, wandb_id=None):
         if (run_dir / "model.pt").exists():
             raise FileExistsError(f"{run_dir} already holds a model.pt; refusing to overwrite it")
     return run, run_dir
+
+
+class NoLogging:
+    """What processes other than rank 0 log to under torchrun: nothing."""
+
+    id, summary = None, {}
+
+    def log(self, *args, **kwargs):
+        pass
+
+    def finish(self, *args, **kwargs):
+        pass
 
 
 @torch.no_grad()
@@ -231,8 +264,12 @@ def restore(statistics):
             tensor.copy_(saved)
 
 
-def train_step(model, optimizer, x, lr, grad_clip):
+def train_step(model, optimizer, x, lr, grad_clip, precision="fp32"):
     """One optimizer step on images ``x``; returns the loss terms and the gradient norm (before clipping).
+
+    ``model`` may be a :class:`~torch.nn.parallel.DistributedDataParallel` wrapper, whose backward
+    pass averages the gradients over the processes. With ``precision='bf16'`` the forward pass
+    runs under CUDA autocast (bfloat16; the model keeps its registration in float32).
 
     Raises
     ------
@@ -241,14 +278,17 @@ def train_step(model, optimizer, x, lr, grad_clip):
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
-    out = model(x)
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=precision == "bf16"):
+        out = model(x)
     terms = {k: out[k].item() for k in ("loss", "recon", "kl")}
-    if model.invariance_weight:
+    if getattr(model, "module", model).invariance_weight:
         terms["invariance"] = out["invariance"].item()
+    optimizer.zero_grad(set_to_none=True)
+    # backward before the loss check: under torchrun every process must take part in the gradient
+    # averaging, and a NaN loss in one of them then makes the averaged gradient NaN in all
+    out["loss"].backward()
     if not math.isfinite(terms["loss"]):
         raise FloatingPointError(f"the loss is {terms['loss']}")
-    optimizer.zero_grad(set_to_none=True)
-    out["loss"].backward()
     parameters = [p for p in model.parameters() if p.grad is not None]
     if grad_clip is None:
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
@@ -277,7 +317,7 @@ def validate(model, loader_test, config, epoch, step, device, run):
     return valid["loss"]
 
 
-def train(config, resume_dir=None):
+def train(config, resume_dir=None, world=distributed.ONE_PROCESS):
     """Train the model ``config`` describes; returns the run directory.
 
     With ``resume_dir`` (a run directory), continue from its ``model.pt`` (or its
@@ -286,15 +326,30 @@ def train(config, resume_dir=None):
     ``training.checkpoint_every`` epochs, every ``training.checkpoint_every_steps`` steps, at the
     end, and when something stops the loop (Ctrl-C, SIGTERM, an error, a non-finite loss): then
     it holds the last good state, the weights before the failing step.
+
+    Under torchrun (``world`` from :func:`distributed.join`), each process trains a
+    DistributedDataParallel copy on its share of every batch (``data.batch_size`` is the global
+    batch); rank 0 alone logs, validates, saves and reports (and returns the run directory; the
+    others return None). Each process seeds its random draws from the step
+    (:func:`distributed.rank_seed`), so a resumed run continues exactly here too.
     """
-    device = pick_device(config.training.device)
-    seed_everything(config.training.seed)
-    loader_generator = torch.Generator().manual_seed(config.training.seed)
-    dset, loader, dset_test, loader_test = get_datasets_from_config(config, generator=loader_generator)
+    device = pick_device(config.training.device, world)
+    check_training_device(config.training, device, world)
+    seed = config.training.seed
+    seed_everything(seed)
+    loader_generator = torch.Generator().manual_seed(seed)
+    pin_memory = device.type == "cuda"
+    dset, loader, dset_test, loader_test = get_datasets_from_config(
+        config, generator=loader_generator, pin_memory=pin_memory
+    )
+    if world.distributed:
+        loader = distributed.sharded_loader(
+            dset, world, config.data.batch_size, seed, config.data.num_workers, pin_memory, loader_generator
+        )
     check_data_fits_model(config, dset)
     if len(loader) == 0:
         raise DatasetError(
-            f"{config.data.data_dir}: {len(dset)} training image(s); training needs at least 2"
+            f"{config.data.data_dir}: {len(dset)} training image(s); training needs at least {2 * world.size}"
         )
     config = with_value_range(config, dset.value_range)
 
@@ -307,53 +362,73 @@ def train(config, resume_dir=None):
 
     start_epoch, start_batch, best_valid, wandb_id, resumed_rng = 0, 0, float("inf"), None, None
     if resume_dir is not None:
-        state, _ = load_for_resume(resume_dir)  # on the CPU: random states must stay there
+        state, _ = load_for_resume_in_turn(resume_dir, world)
         load_model_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, start_batch = state["epoch"], state.get("batch", 0)
         best_valid, wandb_id, resumed_rng = state["best_valid_loss"], state.get("wandb_id"), state["rng"]
+        if start_batch and state.get("world_size", 1) != world.size:
+            raise CheckpointError(
+                f"{resume_dir}: stopped within an epoch by {state.get('world_size', 1)} process(es); resume "
+                f"it with as many (here {world.size}), or from a checkpoint at the end of an epoch"
+            )
         loader_generator.set_state(resumed_rng["loader"])
-    run, run_dir = start_logging(config, resume_dir, wandb_id)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"Logging directory is `{_relative(run_dir.parent)}`")  # the original run.bash's line
-    print(f"run directory: {run_dir}")
-    print(f"model: {config.model.encoder} encoder, {n_params:,} parameters, on {device}")
+    net = wrap_for_processes(model, config.training, device, world)
+    run, run_dir = start_logging(config, resume_dir, wandb_id) if world.is_main else (NoLogging(), None)
+    if world.is_main:
+        n_params = sum(p.numel() for p in model.parameters())
+        on = f"{world.size} processes ({device.type})" if world.distributed else device
+        print(f"Logging directory is `{_relative(run_dir.parent)}`")  # the original run.bash's line
+        print(f"run directory: {run_dir}")
+        print(f"model: {config.model.encoder} encoder, {n_params:,} parameters, on {on}")
 
     # where training stands (whole epochs, batches of the next, random states there): what a
     # checkpoint records; it moves only once a step has changed the weights
     where = {"epoch": start_epoch, "batch": start_batch, "rng": None}
 
     def checkpoint(name):
-        save_checkpoint(
-            run_dir / name, model, optimizer, where["epoch"], config, best_valid, where["rng"],
-            wandb_id=run.id, batch=where["batch"], keep_previous=name == "model.pt",
-        )  # fmt: skip
+        if world.is_main:
+            save_checkpoint(
+                run_dir / name, model, optimizer, where["epoch"], config, best_valid, where["rng"],
+                wandb_id=run.id, batch=where["batch"], keep_previous=name == "model.pt",
+                world_size=world.size,
+            )  # fmt: skip
+
+    def agree(signum):
+        return distributed.agree_on_signal(world, signum)
 
     every_steps = config.training.checkpoint_every_steps
     stop = StopOnSignal()
     try:
         with stop:
             for epoch in range(start_epoch, config.training.epochs):
+                if world.distributed:  # the data order and the workers' draws follow from the epoch
+                    loader.batch_sampler.sampler.set_epoch(epoch)
+                    loader_generator.manual_seed(distributed.rank_seed(seed, world.rank, epoch))
                 epoch_start = loader_generator.get_state()
                 batches = iter(loader)
                 first = start_batch if epoch == start_epoch else 0
                 for _ in range(first):  # a resumed epoch: the same order, up to where it stopped
                     next(batches)
-                if resumed_rng is not None:
+                if resumed_rng is not None and not world.distributed:
                     set_global_rng_state(resumed_rng)
-                    resumed_rng = None
+                resumed_rng = None
                 where.update(epoch=epoch, batch=first, rng=get_rng_state(epoch_start))
                 desc = f"epoch {epoch + 1}/{config.training.epochs}"
-                bar = tqdm(total=n_steps, initial=first, desc=desc, unit="batch")
+                bar = tqdm(total=n_steps, initial=first, desc=desc, unit="batch", disable=not world.is_main)
                 for i in range(first, n_steps):
                     step = epoch * n_steps + i
                     lr = learning_rate(config.training, step, total_steps)
                     model.invariance_weight = invariance_weight(config.model, step, n_steps)
-                    x = next(batches)[0].to(device)
+                    if world.distributed:
+                        seed_everything(distributed.rank_seed(seed, world.rank, epoch, i))
+                    x = next(batches)[0].to(device, non_blocking=pin_memory)
                     stop.in_step = True  # a signal now waits for the step's end (see StopOnSignal)
                     statistics = batch_norm_statistics(model)
                     try:
-                        terms, grad_norm = train_step(model, optimizer, x, lr, config.training.grad_clip)
+                        terms, grad_norm = train_step(
+                            net, optimizer, x, lr, config.training.grad_clip, config.training.precision
+                        )
                     except BaseException as e:
                         restore(statistics)  # the forward pass updated them: back to before the step
                         if not isinstance(e, FloatingPointError):
@@ -371,16 +446,18 @@ def train(config, resume_dir=None):
                         {f"train/{k}": v for k, v in terms.items()} | {"lr": lr, "grad_norm": grad_norm},
                         step=step + 1,
                     )
-                    stop.check()
+                    stop.check(agree)
                     if every_steps and (step + 1) % every_steps == 0:
                         checkpoint("model.pt")
                 bar.close()
                 done = epoch + 1
                 last = done == config.training.epochs
                 valid_loss = None
-                if loader_test is not None and (done % config.training.validate_every == 0 or last):
+                validating = done % config.training.validate_every == 0 or last
+                if world.is_main and loader_test is not None and validating:
                     valid_loss = validate(model, loader_test, config, done, done * n_steps, device, run)
-                    stop.check()
+                    if not world.distributed:  # under torchrun the next step's check stops all
+                        stop.check()
                 where.update(epoch=done, batch=0, rng=get_rng_state(loader_generator.get_state()))
                 if valid_loss is not None and valid_loss < best_valid:
                     best_valid = valid_loss
@@ -388,9 +465,12 @@ def train(config, resume_dir=None):
                 if done % config.training.checkpoint_every == 0 or last:
                     checkpoint("model.pt")
     except BaseException as e:
-        save_after_failure(checkpoint, run_dir, where, e)
+        if world.is_main:
+            save_after_failure(checkpoint, run_dir, where, e)
         run.finish(exit_code=1)
         raise
+    if not world.is_main:
+        return None
     accuracy = quality_summary(model, dset, dset_test, device)
     if accuracy is not None:
         run.summary["knn5_test_accuracy"] = accuracy
@@ -399,6 +479,32 @@ def train(config, resume_dir=None):
     if accuracy is not None:
         print(f"quality: kNN (k=5) accuracy of test embeddings = {accuracy:.3f}")
     return run_dir
+
+
+def wrap_for_processes(model, training, device, world):
+    """``model`` as it trains: itself in one process, a DistributedDataParallel copy under torchrun.
+
+    With ``training.sync_batchnorm`` (CUDA), torch's batch-norm layers, e2cnn's ``InnerBatchNorm``
+    among them, normalise over the global batch; e2cnn's norm-based batch norms (of the irreps
+    and induced layers) have no synchronised form and stay per process. Otherwise every process
+    normalises its own share, as is usual with DistributedDataParallel.
+
+    Every forward pass starts from rank 0's batch-norm statistics (DistributedDataParallel's
+    ``broadcast_buffers``): e2cnn's norm batch norms divide by their running statistics in
+    training too, so the processes must agree on them, and a resumed run, which loads rank 0's,
+    continues exactly. e2cnn's filter-basis buffers are left out of that broadcast, with
+    DistributedDataParallel's own (provisional) ignore list: they follow from the architecture,
+    and their order among the model's buffers changes with Python's string hashing, which
+    differs between processes, so a broadcast by position would scramble them.
+    """
+    if not world.distributed:
+        return model
+    if training.sync_batchnorm:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    derived = [name for name, _ in model.named_buffers() if is_derived_buffer(name)]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, derived)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
 
 
 def _relative(path):
@@ -447,8 +553,14 @@ class StopOnSignal:
         # os.write, not print: a print here could re-enter a print that the signal interrupted
         os.write(sys.stderr.fileno(), b"\nstopping after this step (again to stop at once)\n")
 
-    def check(self):
-        """Raise the stop asked for by a signal, if any (call between steps)."""
+    def check(self, agree=None):
+        """Raise the stop asked for by a signal, if any (call between steps).
+
+        ``agree`` maps this process's signal (or None) to the one to act on, the same in every
+        process (:func:`distributed.agree_on_signal`).
+        """
+        if agree is not None:
+            self.received = agree(self.received)
         if self.received is not None:
             raise self._error(self.received)
 
@@ -507,6 +619,18 @@ def load_for_resume(run_dir, device="cpu"):
         return state, config
 
 
+def load_for_resume_in_turn(run_dir, world):
+    """:func:`load_for_resume`'s ``(state, config)``, rank 0 first: it may fall back to
+    ``model.prev.pt`` and move the damaged ``model.pt`` aside, after which every other process
+    loads the same file."""
+    if not world.is_main:
+        distributed.barrier(world)
+    loaded = load_for_resume(run_dir)  # on the CPU: random states must stay there
+    if world.is_main:
+        distributed.barrier(world)
+    return loaded
+
+
 def resume_run_dir(path):
     """The run directory to resume from ``path``: a run directory, or its ``model.pt``."""
     path = pathlib.Path(path)
@@ -530,18 +654,19 @@ def main(argv=None):
         "--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR (or its model.pt)"
     )
     args = parser.parse_args(argv)
+    if not args.resume and not args.config:
+        parser.error("give a config module (e.g. configs.config_o2mnist) or --resume RUN_DIR")
+    world = distributed.join()  # under torchrun: this process's rank; otherwise one process
     try:
         if args.resume:
             run_dir = resume_run_dir(args.resume)
             overrides = ([args.config] if args.config else []) + args.overrides
-            _, saved = load_for_resume(run_dir)
+            _, saved = load_for_resume_in_turn(run_dir, world)
             config = apply_overrides(saved, overrides)
             if config.model != saved.model or config.data != saved.data:
                 raise ConfigError("--resume may change training and logging settings only, not model or data")
-            return train(config, resume_dir=run_dir)
-        if not args.config:
-            parser.error("give a config module (e.g. configs.config_o2mnist) or --resume RUN_DIR")
-        return train(load_config(args.config, args.overrides))
+            return train(config, resume_dir=run_dir, world=world)
+        return train(load_config(args.config, args.overrides), world=world)
     except Terminated:
         sys.exit(128 + signal.SIGTERM)  # the run was saved; exit as a process killed by SIGTERM would
     except (
@@ -553,6 +678,8 @@ def main(argv=None):
         FloatingPointError,
     ) as e:
         sys.exit(f"error: {e}")
+    finally:
+        distributed.leave(world)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data.datasets import to_model_input
-from data.io import release_pages
+from data.io import release_pages, trim_heap
 
 
 def _model_device(model):
@@ -98,6 +98,7 @@ def _embed_batches(model, batches, total, device, progress, out=None):
             n += len(emb)
             if len(batch) > 1:
                 labels.append(np.asarray(batch[1], dtype=np.int64))
+            trim_heap()
     finally:
         model.train(was_training)
     if labels and len(labels) != n_batches:

@@ -150,6 +150,8 @@ class TrainingConfig:
     checkpoint_every_steps: int | None = None  # also checkpoint every N optimizer steps (long epochs)
     grad_clip: float | None = None  # clip the gradient norm to this value (None: no clipping)
     max_steps_per_epoch: int | None = None  # cap the steps of an epoch (quick runs)
+    precision: str = "fp32"  # "fp32", or "bf16" (CUDA only: mixed precision, registration in float32)
+    sync_batchnorm: bool = False  # under torchrun on GPUs: batch statistics over the global batch
 
     def validate(self):
         _check_positive("training.epochs", self.epochs)
@@ -164,6 +166,7 @@ class TrainingConfig:
             _check_positive("training.max_steps_per_epoch", self.max_steps_per_epoch)
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"training.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        _check_choice("training.precision", self.precision, ("fp32", "bf16"))
 
 
 @dataclasses.dataclass

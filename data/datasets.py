@@ -480,7 +480,7 @@ def split_metadata(data_dir, split, n):
         return {k: meta[k] for k in meta.files if meta[k].ndim == 1 and len(meta[k]) == n}
 
 
-def get_datasets_from_config(config, generator=None):
+def get_datasets_from_config(config, generator=None, pin_memory=False):
     """Build the datasets and loaders that a config describes.
 
     Parameters
@@ -492,6 +492,8 @@ def get_datasets_from_config(config, generator=None):
         and ``limit_train``.
     generator : torch.Generator, optional
         Drives the shuffling of the training loader (save its state to resume exactly).
+    pin_memory : bool
+        Load batches into page-locked memory (faster copies to a CUDA GPU).
 
     Returns
     -------
@@ -523,6 +525,7 @@ def get_datasets_from_config(config, generator=None):
         dset,
         batch_sampler=batches,
         num_workers=cfg.num_workers,
+        pin_memory=pin_memory,
         generator=generator,
         worker_init_fn=ignore_stop_signals if cfg.num_workers else None,
     )
@@ -534,6 +537,7 @@ def get_datasets_from_config(config, generator=None):
         batch_size=cfg.batch_size,
         shuffle=False,
         num_workers=cfg.num_workers,
+        pin_memory=pin_memory,
         worker_init_fn=ignore_stop_signals if cfg.num_workers else None,
     )
     return dset, loader, dset_test, loader_test

@@ -1,5 +1,7 @@
 """Write generated datasets: atomically, never over existing data, with a sample grid."""
 
+import ctypes
+import functools
 import hashlib
 import mmap
 import os
@@ -67,6 +69,31 @@ def release_pages(array):
     aligned = start - start % mmap.PAGESIZE
     length = start + array.nbytes - aligned
     mapping.madvise(mmap.MADV_DONTNEED, aligned, length)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc only
+    except (AttributeError, OSError):
+        return None
+
+
+def trim_heap():
+    """Hand the memory this process has freed back to the system (glibc's ``malloc_trim(0)``).
+
+    A long loop that allocates and frees a batch's tensors leaves the freed memory in the malloc
+    heap, where its size drifts by tens of MB over thousands of batches and counts as resident.
+    Trimming after each batch keeps the peak flat (BENCHMARKS.md, "Embedding memory").
+
+    Returns
+    -------
+    bool
+        Whether anything was released; always False where the C library has no ``malloc_trim``
+        (macOS, Windows, musl), where this does nothing.
+    """
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
 
 
 def atomic_write(path, write):

@@ -32,6 +32,8 @@ KEYS_ADDED_LATER = {
     "model.invariance_warmup_epochs": 1.0,
     "training.checkpoint_every_steps": None,
     "training.grad_clip": None,
+    "training.precision": "fp32",
+    "training.sync_batchnorm": False,
 }
 
 
@@ -147,7 +149,7 @@ def library_versions():
 
 def save_checkpoint(
     path, model, optimizer, epoch, config, best_valid_loss, rng_state, wandb_id=None, batch=0,
-    keep_previous=False,
+    keep_previous=False, world_size=1,
 ):  # fmt: skip
     """Write a checkpoint atomically (temporary file in the same folder, then rename).
 
@@ -162,6 +164,8 @@ def save_checkpoint(
     keep_previous : bool
         Keep the file being replaced as ``<stem>.prev.pt`` (a hard link, so ``path`` exists at
         every moment), the fallback when ``path`` is found damaged.
+    world_size : int
+        Processes that trained it (torchrun); a run stopped within an epoch resumes with as many.
 
     Raises
     ------
@@ -181,6 +185,7 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "batch": batch,
+        "world_size": world_size,
         "config": config.to_dict(),
         "best_valid_loss": best_valid_loss,
         "rng": rng_state,

@@ -48,7 +48,10 @@ class VAE(nn.Module):
 
     Notes
     -----
-    Losses are sums over the pixels of one image, averaged over the batch.
+    Losses are sums over the pixels of one image, averaged over the batch. Under mixed-precision
+    autocast (``training.precision='bf16'``) the encoder and decoder run in bfloat16, while the
+    registration, the warp and the losses stay in float32: a bfloat16 phase correlation (8 bits
+    of mantissa) would misplace its peak.
     """
 
     def __init__(
@@ -141,7 +144,7 @@ class VAE(nn.Module):
             flip = torch.rand(n_copies, device=x.device) < 0.5
             mu, logvar = self.encode(torch.cat([x, rotate_flip(copies, angle, flip, mode="bicubic")]))
             mu, mu_copies, logvar = mu[: len(x)], mu[len(x) :], logvar[: len(x)]
-            invariance = ((mu[:n_copies] - mu_copies) ** 2).sum(1).mean()
+            invariance = ((mu[:n_copies].float() - mu_copies.float()) ** 2).sum(1).mean()
         else:
             mu, logvar = self.encode(x)
             invariance = torch.zeros((), device=x.device)
@@ -149,10 +152,12 @@ class VAE(nn.Module):
         out = self.decoder(z)
         if not torch.isfinite(out).all():  # before the alignment, which would reject it less clearly
             raise FloatingPointError("the decoder output holds NaN or Inf (diverged weights)")
-        if self.align != "none":
-            out = self.find_alignment(x, out).apply(out)
-        recon = self.reconstruction_loss(out, x).mean()
-        kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
+        mu, logvar, out = mu.float(), logvar.float(), out.float()
+        with torch.autocast(x.device.type, enabled=False):
+            if self.align != "none":
+                out = self.find_alignment(x, out).apply(out)
+            recon = self.reconstruction_loss(out, x).mean()
+            kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
         loss = recon + self.beta * kl + self.invariance_weight * invariance
         return {"loss": loss, "recon": recon, "kl": kl, "invariance": invariance, "out": out}
 

@@ -212,7 +212,7 @@ def slim_checkpoint(run_checkpoint, out_path):
     model = build_model_from_config(config)
     load_model_state(model, state["model"])
     weights = model_state(model)
-    dropped = ("optimizer", "rng", "wandb_id", "sha256", "batch")
+    dropped = ("optimizer", "rng", "wandb_id", "sha256", "batch", "world_size")
     slim = {k: v for k, v in state.items() if k not in dropped} | {"config": config.to_dict()}
     slim["model"] = slim["state_dict"] = weights  # one dict under both keys: torch.save stores it once
     slim["checksum"] = content_checksum(slim)
