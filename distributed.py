@@ -12,9 +12,9 @@ import os
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
-from data.datasets import RecordingBatchSampler, ignore_stop_signals
+from data.datasets import RecordingBatchSampler, WorkerLoader, ignore_stop_signals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +107,7 @@ def sharded_loader(dset, world, batch_size, seed, num_workers, pin_memory, gener
     sampler = DistributedSampler(dset, world.size, world.rank, shuffle=True, seed=seed, drop_last=True)
     # a last batch of one image cannot be batch-normalised: drop it
     batches = RecordingBatchSampler(sampler, local, drop_last=len(sampler) % local == 1)
-    return DataLoader(
+    return WorkerLoader(
         dset,
         batch_sampler=batches,
         num_workers=num_workers,

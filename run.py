@@ -120,16 +120,39 @@ def check_data_fits_model(config, dset):
         )
 
 
+class NoLogging:
+    """Where a run logs with logging disabled, and processes other than rank 0 under torchrun: nowhere."""
+
+    id = None
+
+    def __init__(self):
+        self.summary = {}
+
+    def log(self, *args, **kwargs):
+        pass
+
+    def finish(self, *args, **kwargs):
+        pass
+
+
 def start_logging(config, resume_dir=None, wandb_id=None):
     """Start wandb (offline by default) and return ``(wandb_run, run_dir)``.
 
-    A new run gets a new directory (never an existing one); a resumed run keeps its own.
+    A new run gets a new directory (never an existing one); a resumed run keeps its own. With
+    logging disabled wandb is not used at all (:class:`NoLogging`; nor imported).
     """
-    import wandb
-
     out_dir = pathlib.Path(config.logging.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     mode = os.environ.get("WANDB_MODE", config.logging.wandb_mode)
+    if mode == "disabled":  # our own run directory, where wandb would have made one
+        if resume_dir is not None:
+            return NoLogging(), pathlib.Path(resume_dir)
+        stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+        run_dir = out_dir / "wandb" / f"disabled-run-{stamp}-{secrets.token_hex(4)}" / "files"
+        run_dir.mkdir(parents=True)
+        return NoLogging(), run_dir
+    import wandb
+
     run = wandb.init(
         project=config.logging.project,
         name=config.logging.run_name,
@@ -141,27 +164,11 @@ def start_logging(config, resume_dir=None, wandb_id=None):
     )
     if resume_dir is not None:
         run_dir = pathlib.Path(resume_dir)
-    elif mode == "disabled":  # wandb writes nothing: make our own run directory
-        stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
-        run_dir = out_dir / "wandb" / f"disabled-run-{stamp}-{secrets.token_hex(4)}" / "files"
-        run_dir.mkdir(parents=True)
     else:
         run_dir = pathlib.Path(run.dir)
         if (run_dir / "model.pt").exists():
             raise FileExistsError(f"{run_dir} already holds a model.pt; refusing to overwrite it")
     return run, run_dir
-
-
-class NoLogging:
-    """What processes other than rank 0 log to under torchrun: nothing."""
-
-    id, summary = None, {}
-
-    def log(self, *args, **kwargs):
-        pass
-
-    def finish(self, *args, **kwargs):
-        pass
 
 
 @torch.no_grad()
@@ -304,7 +311,7 @@ def validate(model, loader_test, config, epoch, step, device, run):
     """Validation losses after ``epoch`` epochs, logged with a grid of aligned reconstructions."""
     valid = evaluate(model, loader_test, device)
     log = {f"valid/{k}": v for k, v in valid.items()} | {"epoch": epoch}
-    if config.logging.n_images:
+    if config.logging.n_images and not isinstance(run, NoLogging):
         import wandb
 
         x_show = next(iter(loader_test))[0][: config.logging.n_images]
@@ -398,7 +405,7 @@ def train(config, resume_dir=None, world=distributed.ONE_PROCESS):
         return distributed.agree_on_signal(world, signum)
 
     every_steps = config.training.checkpoint_every_steps
-    stop = StopOnSignal()
+    stop, batches = StopOnSignal(), None
     try:
         with stop:
             for epoch in range(start_epoch, config.training.epochs):
@@ -465,6 +472,10 @@ def train(config, resume_dir=None, world=distributed.ONE_PROCESS):
                 if done % config.training.checkpoint_every == 0 or last:
                     checkpoint("model.pt")
     except BaseException as e:
+        # end the loader's worker processes now: the traceback keeps this frame, and with it the
+        # iterator, alive until exit, where multiprocessing would wait forever for workers that
+        # ignore its SIGTERM (ignore_stop_signals)
+        batches = None  # noqa: F841
         if world.is_main:
             save_after_failure(checkpoint, run_dir, where, e)
         run.finish(exit_code=1)

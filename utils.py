@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from data.datasets import to_model_input
 from data.io import release_pages, trim_heap
+from models.export import export_encoder
 
 
 def _model_device(model):
@@ -52,7 +53,9 @@ def _check_loader_range(model, loader):
         )
 
 
-def get_model_embeddings_from_loader(model, loader, return_labels=False, device=None, progress=True):
+def get_model_embeddings_from_loader(
+    model, loader, return_labels=False, device=None, progress=True, export=True
+):
     """Embed every image a loader yields (posterior means), in eval mode.
 
     Parameters
@@ -68,6 +71,9 @@ def get_model_embeddings_from_loader(model, loader, return_labels=False, device=
         Where to compute (default: where the model is).
     progress : bool
         Show a progress bar.
+    export : bool
+        Embed with the encoder exported to plain PyTorch (:func:`models.export.export_encoder`;
+        the same embeddings to float precision, faster); False: with the e2cnn modules.
 
     Returns
     -------
@@ -76,20 +82,23 @@ def get_model_embeddings_from_loader(model, loader, return_labels=False, device=
         Only with ``return_labels``.
     """
     _check_loader_range(model, loader)
-    embeddings, labels = _embed_batches(model, loader, None, device, progress)
+    embeddings, labels = _embed_batches(model, loader, None, device, progress, export=export)
     return (embeddings, labels) if return_labels else embeddings
 
 
 @torch.no_grad()
-def _embed_batches(model, batches, total, device, progress, out=None):
+def _embed_batches(model, batches, total, device, progress, out=None, export=True):
     device = torch.device(device) if device is not None else _model_device(model)
     was_training = model.training
     model.eval().to(device)
+    # stand-ins without an encoder (the benchmarks' adapters) embed their own way
+    exported = export_encoder(model.encoder) if export and hasattr(model, "encoder") else None
     embeddings, labels, n, n_batches = [], [], 0, 0
     try:
         for batch in tqdm(batches, total=total, desc="embedding", unit="batch", disable=not progress):
             n_batches += 1
-            emb = model.embed(batch[0].to(device, torch.float32)).cpu().numpy()
+            x = batch[0].to(device, torch.float32)
+            emb = (model.embed(x) if exported is None else exported(x)[0]).cpu().numpy()
             if out is None:
                 embeddings.append(emb)
             else:
@@ -109,7 +118,7 @@ def _embed_batches(model, batches, total, device, progress, out=None):
 
 
 def get_model_embeddings_from_tensors(
-    model, x, batch_size=256, device=None, progress=True, rescale=True, out=None
+    model, x, batch_size=256, device=None, progress=True, rescale=True, out=None, export=True
 ):
     """Embed images ``x`` ``(n, c, h, w)`` in batches of ``batch_size``, streaming.
 
@@ -130,6 +139,10 @@ def get_model_embeddings_from_tensors(
         ``numpy.lib.format.open_memmap(path, "w+", numpy.float32, (n, zdim))``: with a memory-mapped
         ``x`` too, memory then stays flat however many images there are (BENCHMARKS.md,
         "Embedding memory").
+    export : bool
+        Embed with the encoder exported to plain PyTorch (:func:`models.export.export_encoder`;
+        the same embeddings to float precision, faster: BENCHMARKS.md, "Inference"); False: with
+        the e2cnn modules.
 
     Returns
     -------
@@ -166,4 +179,4 @@ def get_model_embeddings_from_tensors(
     if out is not None and (out.ndim != 2 or len(out) != len(x) or out.shape[1] not in (zdim, None)):
         raise ValueError(f"out must have shape (n, zdim) = ({len(x)}, {zdim}), got {tuple(out.shape)}")
     total = -(-len(x) // batch_size)
-    return _embed_batches(model, batches(), total, device, progress, out)[0]
+    return _embed_batches(model, batches(), total, device, progress, out, export)[0]

@@ -4,7 +4,8 @@ Writes to OUT_DIR: profiles (``profiles.h5ad``, ``profiles.parquet``, ``profiles
 per image with its label, metadata, cluster and outlier score, then the embedding), a UMAP
 scatter and image mosaic, sample grids per cluster, a gallery of the top outliers, nearest-
 neighbour retrievals, a latent traversal along the first principal axis, the invariance report
-(table and plot) and ``report.md`` with the metrics.
+(table and plot) and ``report.md`` with the metrics; with ``--explorer``, ``explorer.html``, an
+interactive page of the profiles and their images (``analysis.explorer``).
 
 The images are read in the model's training value range (``data.value_range`` of a model
 trained with ``data.rescale = 'minmax'``), whatever the range of the data given: the same
@@ -20,6 +21,7 @@ import torch
 
 from analysis import clustering, metrics, outliers, plots, projection
 from analysis.classification import probe_accuracy
+from analysis.explorer import write_explorer
 from analysis.invariance import invariance_report
 from analysis.profiles import export_profiles, model_provenance
 from data.datasets import split_metadata
@@ -73,7 +75,9 @@ def load_images(model, data_dir, split="test", max_images=5000):
     return images, None if y is None else np.asarray(y[:n]), split, len(x)
 
 
-def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_images=5000, seed=0):
+def analyse(
+    run_dir, data_dir, out_dir, split="test", n_clusters=None, max_images=5000, seed=0, explorer=False
+):
     """Run the whole analysis of one dataset split with one trained model.
 
     Parameters
@@ -92,6 +96,9 @@ def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_image
         Analyse the first ``max_images`` images only.
     seed : int
         Seed of clustering, outlier scores, UMAP and the invariance report.
+    explorer : bool
+        Also write ``explorer.html``, the interactive page of :func:`analysis.explorer.write_explorer`
+        (UMAP and PCA, coloured by label, cluster, outlier score or any metadata column).
 
     Returns
     -------
@@ -121,6 +128,15 @@ def analyse(run_dir, data_dir, out_dir, split="test", n_clusters=None, max_image
     export_profiles(emb, out_dir / "profiles", obs=obs, uns=model_provenance(model, run_dir))
 
     points = projection.umap(emb, seed=seed)
+    if explorer:
+        ids = obs["image_index"]
+        if "source_image" in obs and "object_id" in obs:  # data.prepare's datasets: label per image
+            ids = [
+                f"{image}:{label}" for image, label in zip(obs["source_image"], obs["object_id"], strict=True)
+            ]
+        columns = {key: value for key, value in obs.items() if key != "image_index"}
+        layouts = {"UMAP": points, "PCA": projection.pca(emb)}
+        write_explorer(out_dir / "explorer.html", emb, images, ids, columns, layouts, seed=seed)
     colour = y if y is not None else found
     figures = [
         plots.scatter(points, colour, title="UMAP of embeddings", path=out_dir / "umap.png"),
@@ -188,12 +204,17 @@ def main(argv=None):
     parser.add_argument("--n-clusters", type=int, default=None, help="default: number of labels, else 10")
     parser.add_argument("--max-images", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--explorer", action="store_true", help="also write explorer.html, an interactive page (offline)"
+    )
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
     if out.is_dir() and any(out.iterdir()):
         sys.exit(f"error: {out} already holds files; choose a new output directory")
     out.mkdir(parents=True, exist_ok=True)
-    return analyse(args.run_dir, args.data, out, args.split, args.n_clusters, args.max_images, args.seed)
+    return analyse(
+        args.run_dir, args.data, out, args.split, args.n_clusters, args.max_images, args.seed, args.explorer
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def peak_resident_mb():
     raise RuntimeError("no VmHWM in /proc/self/status: this benchmark needs Linux")
 
 
-def embed_one(model_name, images, out_path, batch_size):
+def embed_one(model_name, images, out_path, batch_size, export=True):
     """Embed ``images`` (a .npy path) in this process; returns the measurements."""
     import run
     import utils
@@ -58,7 +58,9 @@ def embed_one(model_name, images, out_path, batch_size):
     if out_path != "none":
         out = np.lib.format.open_memmap(out_path, "w+", np.float32, (len(x), model.config.model.zdim))
     start = time.perf_counter()
-    emb = utils.get_model_embeddings_from_tensors(model, x, batch_size=batch_size, progress=False, out=out)
+    emb = utils.get_model_embeddings_from_tensors(
+        model, x, batch_size=batch_size, progress=False, out=out, export=export
+    )
     seconds = time.perf_counter() - start
     return {
         "images": len(x),
@@ -69,10 +71,19 @@ def embed_one(model_name, images, out_path, batch_size):
     }
 
 
+def measure(model_name, images, out_path, batch_size, export=True):
+    """:func:`embed_one` in a fresh process (so that its peak memory is its own)."""
+    command = [sys.executable, __file__, "_one", model_name, str(images), str(out_path), str(batch_size)]
+    result = subprocess.run(
+        [*command, "export" if export else "e2cnn"], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_one":
-        print(json.dumps(embed_one(argv[1], argv[2], argv[3], int(argv[4]))))
+        print(json.dumps(embed_one(argv[1], argv[2], argv[3], int(argv[4]), argv[5] == "export")))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -88,16 +99,8 @@ def main(argv=None):
             images = pathlib.Path(tmp) / f"X_{n}.npy"
             write_images(images, n)
             for out in ("memmap", "none"):
-                out_path = str(pathlib.Path(tmp) / f"emb_{n}.npy") if out == "memmap" else "none"
-                command = [sys.executable, __file__, "_one", args.model, str(images), out_path]
-                result = subprocess.run(
-                    [*command, str(args.batch_size)],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    cwd=ROOT,
-                )
-                r = json.loads(result.stdout.strip().splitlines()[-1])
+                out_path = pathlib.Path(tmp) / f"emb_{n}.npy" if out == "memmap" else "none"
+                r = measure(args.model, images, out_path, args.batch_size)
                 label = "memory map (`out=`)" if out == "memmap" else "in memory"
                 figures = f"{r['peak_rss_mb']:.0f} | {r['seconds']:.1f} | {r['img_per_s']:.0f}"
                 print(

@@ -426,12 +426,40 @@ class ImageDataset(Dataset):
         return rotate_flip(img[None], angle, flip)[0]
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def ignore_stop_signals(worker_id):
     """Make a DataLoader worker ignore Ctrl-C and SIGTERM: training stops (and saves) in the main
     process, which ends the workers itself; a terminal's Ctrl-C or a scheduler's SIGTERM reaches
-    every process of the group, and a worker dying first would break the step being saved."""
+    every process of the group, and a worker dying first would break the step being saved.
+    A :class:`WorkerLoader` starts its workers with the two signals held back: they are released
+    here, once ignored, so one that came in between is dropped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+class WorkerLoader(DataLoader):
+    """A DataLoader whose worker processes never die of Ctrl-C or SIGTERM (give it
+    ``worker_init_fn=ignore_stop_signals``).
+
+    A worker ignores the two signals only from its ``worker_init_fn`` on; a group-wide signal in
+    the instant before would kill it, and training would stop with "DataLoader worker is killed
+    by signal" instead of saving (seen once in 14 group-wide SIGTERMs). So the signals are held
+    back (blocked) in this process while the workers start, which they inherit, and this process
+    receives any that came meanwhile right after.
+    """
+
+    def __iter__(self):
+        if not self.num_workers or not hasattr(signal, "pthread_sigmask"):
+            return super().__iter__()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class RecordingBatchSampler(BatchSampler):
@@ -521,7 +549,7 @@ def get_datasets_from_config(config, generator=None, pin_memory=False):
     # a last batch of one image cannot be batch-normalised: drop it (a different image each epoch)
     drop_last = len(dset) % cfg.batch_size == 1
     batches = RecordingBatchSampler(RandomSampler(dset, generator=generator), cfg.batch_size, drop_last)
-    loader = DataLoader(
+    loader = WorkerLoader(
         dset,
         batch_sampler=batches,
         num_workers=cfg.num_workers,
@@ -532,7 +560,7 @@ def get_datasets_from_config(config, generator=None, pin_memory=False):
     if arrays["X_test"] is None:
         return dset, loader, None, None
     dset_test = ImageDataset(arrays["X_test"], arrays["y_test"], value_range=arrays["value_range"], size=size)
-    loader_test = DataLoader(
+    loader_test = WorkerLoader(
         dset_test,
         batch_size=cfg.batch_size,
         shuffle=False,

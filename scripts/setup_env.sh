@@ -24,6 +24,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" >"$stamp"
     echo "[setup] done"
 fi
+# the profile explorer's browser test (tests/test_explorer.py) drives Debian's chromium
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing Debian's chromium for the browser test (about 1 minute)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+        >"$venv/apt-install.log" 2>&1 || echo "[setup] chromium did not install (log: $venv/apt-install.log)" >&2
+fi
 PY="$venv/bin/python"
 # keep caches inside the repo's venv, not in $HOME
 export MPLCONFIGDIR="$venv/.cache/matplotlib" WANDB_CACHE_DIR="$venv/.cache/wandb" WANDB_CONFIG_DIR="$venv/.cache/wandb-config"

@@ -15,7 +15,7 @@ import torch
 
 import run
 from configs.schema import apply_overrides, load_config
-from data.datasets import get_datasets_from_config
+from data.datasets import WorkerLoader, get_datasets_from_config, ignore_stop_signals
 from models.build import CheckpointError, content_checksum, load_checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -282,3 +282,61 @@ def test_a_second_signal_waits_for_the_step_in_progress_and_ignored_signals_stay
             assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers_saves_and_resumes(tiny_data, tmp_path):
+    """A scheduler (Slurm) or a terminal signals every process of the job, DataLoader workers too.
+
+    The workers ignore it (the main process saves, then ends them); this once hung at exit, when
+    the stopped epoch's loader iterator outlived training and multiprocessing, exiting, waited for
+    workers that ignore its SIGTERM. The process must exit within the timeout, every time."""
+    out = tmp_path / "runs"
+    command = [sys.executable, "run.py", "configs.config_tiny", f"data.data_dir={tiny_data}",
+               f"logging.out_dir={out}", "logging.wandb_mode=disabled", "training.epochs=300",
+               "data.num_workers=2", "data.rotation_augmentation=True"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=REPO, env=os.environ | {"TQDM_DISABLE": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("wandb/*/files/model.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "terminated (SIGTERM): saved" in stderr and "Traceback" not in stderr
+    (run_dir,) = out.glob("wandb/*/files")
+    state, _, _ = load_checkpoint(run_dir)
+    assert run.main(["--resume", str(run_dir), f"training.epochs={state['epoch'] + 1}"]) == run_dir
+
+
+WORKER_START_MASK = None
+
+
+def record_start_mask_then_ignore(worker_id):
+    global WORKER_START_MASK
+    WORKER_START_MASK = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    ignore_stop_signals(worker_id)
+
+
+class SignalStateOfWorker(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        blocked_now = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        ignored = signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        return torch.tensor([signal.SIGTERM in WORKER_START_MASK, signal.SIGTERM in blocked_now, ignored])
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks on this system")
+@pytest.mark.parametrize("loader_class", [WorkerLoader, torch.utils.data.DataLoader])
+def test_loader_workers_start_with_stop_signals_held_until_they_ignore_them(loader_class):
+    loader = loader_class(
+        SignalStateOfWorker(), batch_size=2, num_workers=1, worker_init_fn=record_start_mask_then_ignore
+    )
+    held_at_start, held_later, ignored = next(iter(loader))[0].tolist()
+    assert held_at_start == (loader_class is WorkerLoader)  # a plain DataLoader leaves a gap
+    assert not held_later and ignored
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # this process: as before

@@ -13,6 +13,7 @@ from torch.utils.data import BatchSampler, DistributedSampler
 import distributed
 import models.vae
 import run
+import utils
 from configs.schema import ConfigError, load_config
 from data.datasets import get_datasets_from_config
 from models.build import build_model_from_config, load_checkpoint
@@ -203,6 +204,30 @@ def test_mixed_precision_keeps_registration_and_losses_in_float32(monkeypatch):
     assert seen == [(torch.float32, torch.float32, False)] * 2
     assert mixed["loss"].dtype == mixed["out"].dtype == torch.float32
     torch.testing.assert_close(mixed["loss"], full["loss"], rtol=1e-2, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_and_exported_embedding_on_cuda(tiny_config):
+    tiny_config.training.device = "cuda"
+    run_dir = run.train(tiny_config)
+    model = run.load_model(run_dir, device="cuda")
+    x = torch.rand(40, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    gpu = utils.get_model_embeddings_from_tensors(model, x, batch_size=16, progress=False)
+    cpu = utils.get_model_embeddings_from_tensors(model.cpu(), x, batch_size=16, progress=False, export=False)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-4)  # TF32 convolutions on the GPU
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL: one per process)")
+def test_torchrun_with_nccl_on_two_gpus(tiny_data, tmp_path):
+    args = [
+        "configs.config_tiny", f"data.data_dir={tiny_data}", "logging.wandb_mode=disabled",
+        "training.device=cuda", "training.sync_batchnorm=True", f"logging.out_dir={tmp_path}",
+    ]  # fmt: skip
+    done, steps = torchrun(2, args, tmp_path / "rec", tmp_path)
+    assert "on 2 processes (cuda)" in done.stdout
+    for i in range(len(steps[0])):
+        assert torch.equal(steps[0][i], steps[1][i]), f"ranks differ after step {i + 1}"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -629,12 +629,15 @@ def test_the_invariance_term_makes_a_trained_model_less_orientation_sensitive(tm
     base = load_config(
         "configs.config_tiny",
         [f"data.data_dir={tmp_path / 'data'}", f"logging.out_dir={tmp_path}", "logging.wandb_mode=disabled",
-         "model.zdim=8", "training.epochs=8", "training.max_steps_per_epoch=None"],
+         "model.zdim=8", "training.epochs=16", "training.max_steps_per_epoch=None"],
     )  # fmt: skip
-    sensitivity = {}
-    for weight in (0, 20):
-        model = run.load_model(run.train(apply_overrides(base, [f"model.invariance_weight={weight}"])))
-        sensitivity[weight] = orientation_sensitivity(model, upright)["relative_distance"]
+    sensitivity = {0: [], 20: []}
+    for seed in (0, 1, 2):  # one tiny run is noisy: 8 epochs gave ratios from x 0.52 to x 0.88
+        for weight in sensitivity:
+            overrides = [f"model.invariance_weight={weight}", f"training.seed={seed}"]
+            model = run.load_model(run.train(apply_overrides(base, overrides)))
+            sensitivity[weight].append(orientation_sensitivity(model, upright)["relative_distance"])
     print(sensitivity)
-    # measured 0.153 -> 0.093 (x 0.61); training seeds 1 and 2 gave x 0.64 and x 0.81
-    assert sensitivity[20] < 0.8 * sensitivity[0], sensitivity
+    # measured: 0.074, 0.097, 0.106 without the term; 0.057, 0.046, 0.050 with it (mean x 0.55)
+    assert all(np.array(sensitivity[20]) < np.array(sensitivity[0])), sensitivity
+    assert np.mean(sensitivity[20]) < 0.8 * np.mean(sensitivity[0]), sensitivity
