@@ -90,13 +90,19 @@ def test_ctrl_c_finishes_the_step_then_saves_and_resumes_bitwise(tiny_config, mo
         return forward(self, x)
 
     monkeypatch.setattr(models.vae.VAE, "forward", ctrl_c_during_fifth_step)
-    with pytest.raises(KeyboardInterrupt):
-        run.train(config)
+    # Ctrl-C as in a terminal, even when pytest was started in the background (`&` ignores SIGINT,
+    # and training leaves an ignored signal ignored: the next test)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run.train(config)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # training restored it
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     (run_dir,) = [d for d in pathlib.Path(config.logging.out_dir).glob("wandb/*/files") if d != straight]
     state = torch.load(run_dir / "model.pt", weights_only=True)
     assert (state["epoch"], state["batch"]) == (1, 2)  # the step it was in was finished
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     run.main(["--resume", str(run_dir)])
     assert_same_training_state(straight / "model.pt", run_dir / "model.pt")
 
