@@ -213,6 +213,10 @@ def test_composites_and_bad_input():
         write_explorer("/tmp/never.html", emb, projections={"UMAP": emb})
     with pytest.raises(ValueError, match=r"images must have shape \(10, c, h, w\)"):
         write_explorer("/tmp/never.html", emb, images=np.zeros((10, 8, 8)), projections={"UMAP": emb[:, :2]})
+    with pytest.raises(ValueError, match="images hold NaN or Inf"):
+        write_explorer(
+            "/tmp/never.html", emb, images=np.full((10, 1, 8, 8), np.nan), projections={"UMAP": emb[:, :2]}
+        )
     assert not pathlib.Path("/tmp/never.html").exists()
 
 
