@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from configs.schema import ConfigError
 from data.datasets import RecordingBatchSampler, WorkerLoader, ignore_stop_signals
 
 
@@ -41,15 +42,15 @@ def join():
     """Join the process group that ``torchrun`` describes, if any; returns this process's :class:`World`.
 
     Without torchrun's environment (or with one process) nothing happens. The backend is gloo
-    for CPU tensors and, where CUDA is present, NCCL for CUDA tensors; each process then uses the
-    GPU of its ``LOCAL_RANK``.
+    for CPU tensors and, where there is a GPU for every local process, NCCL for CUDA tensors;
+    each process then uses the GPU of its ``LOCAL_RANK``.
     """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return ONE_PROCESS
     world = World(int(os.environ["RANK"]), size, int(os.environ["LOCAL_RANK"]))
     if not dist.is_initialized():
-        if torch.cuda.is_available():
+        if torch.cuda.is_available() and world.local_rank < torch.cuda.device_count():
             torch.cuda.set_device(world.local_rank)
             dist.init_process_group("cpu:gloo,cuda:nccl")
         else:
@@ -96,12 +97,13 @@ def sharded_loader(dset, world, batch_size, seed, num_workers, pin_memory, gener
     ``loader.batch_sampler.sampler.set_epoch(epoch)``) gives each rank every ``world.size``-th
     image of one permutation, so that the ranks' batches of a step together hold the images of
     one single-process batch of that permutation. ``batch_size`` must divide by the number of
-    processes. ``generator`` seeds the workers' random draws.
+    processes, at least 2 images each (a ConfigError otherwise). ``generator`` seeds the workers'
+    random draws.
     """
-    if batch_size % world.size:
-        raise ValueError(
-            f"data.batch_size ({batch_size}) must be a multiple of the number of processes ({world.size}): "
-            "it is the global batch, shared equally"
+    if batch_size % world.size or batch_size < 2 * world.size:
+        raise ConfigError(
+            f"data.batch_size ({batch_size}) must be a multiple of the number of processes ({world.size}), "
+            "at least 2 each: it is the global batch, shared equally, and batch normalisation needs 2"
         )
     local = batch_size // world.size
     sampler = DistributedSampler(dset, world.size, world.rank, shuffle=True, seed=seed, drop_last=True)

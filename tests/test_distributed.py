@@ -151,6 +151,8 @@ def test_each_rank_gets_its_share_of_every_global_batch(tiny_config):
         ValueError, match=r"data.batch_size \(15\) must be a multiple of the number of processes \(2\)"
     ):
         distributed.sharded_loader(dset, distributed.World(0, 2, 0), 15, 0, 0, False, None)
+    with pytest.raises(ConfigError, match=r"data.batch_size \(2\) must be .* at least 2 each"):
+        distributed.sharded_loader(dset, distributed.World(0, 2, 0), 2, 0, 0, False, None)
 
 
 def test_rank_seeds_differ_by_rank_and_position_and_repeat():
