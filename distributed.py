@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from configs.schema import ConfigError
-from data.datasets import RecordingBatchSampler, WorkerLoader, ignore_stop_signals
+from data.datasets import RecordingBatchSampler, WorkerLoader
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,5 +115,4 @@ def sharded_loader(dset, world, batch_size, seed, num_workers, pin_memory, gener
         num_workers=num_workers,
         pin_memory=pin_memory,
         generator=generator,
-        worker_init_fn=ignore_stop_signals if num_workers else None,
     )

@@ -442,15 +442,18 @@ def ignore_stop_signals(worker_id):
 
 
 class WorkerLoader(DataLoader):
-    """A DataLoader whose worker processes never die of Ctrl-C or SIGTERM (give it
-    ``worker_init_fn=ignore_stop_signals``).
+    """A DataLoader whose worker processes never die of Ctrl-C or SIGTERM.
 
-    A worker ignores the two signals only from its ``worker_init_fn`` on; a group-wide signal in
+    Its workers run :func:`ignore_stop_signals` first (its ``worker_init_fn`` unless given
+    another). A worker ignores the two signals only from then on; a group-wide signal in
     the instant before would kill it, and training would stop with "DataLoader worker is killed
     by signal" instead of saving (seen once in 14 group-wide SIGTERMs). So the signals are held
     back (blocked) in this process while the workers start, which they inherit, and this process
     receives any that came meanwhile right after.
     """
+
+    def __init__(self, *args, worker_init_fn=ignore_stop_signals, **kwargs):
+        super().__init__(*args, worker_init_fn=worker_init_fn, **kwargs)
 
     def __iter__(self):
         if not self.num_workers or not hasattr(signal, "pthread_sigmask"):
@@ -555,7 +558,6 @@ def get_datasets_from_config(config, generator=None, pin_memory=False):
         num_workers=cfg.num_workers,
         pin_memory=pin_memory,
         generator=generator,
-        worker_init_fn=ignore_stop_signals if cfg.num_workers else None,
     )
     if arrays["X_test"] is None:
         return dset, loader, None, None
@@ -566,6 +568,5 @@ def get_datasets_from_config(config, generator=None, pin_memory=False):
         shuffle=False,
         num_workers=cfg.num_workers,
         pin_memory=pin_memory,
-        worker_init_fn=ignore_stop_signals if cfg.num_workers else None,
     )
     return dset, loader, dset_test, loader_test

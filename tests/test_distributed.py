@@ -162,8 +162,9 @@ def test_rank_seeds_differ_by_rank_and_position_and_repeat():
     assert distributed.rank_seed(0, 1, 2) != distributed.rank_seed(0, 1, 2, 0)
 
 
-def test_a_signal_in_one_process_stops_them_all():
-    """Without torchrun, agreeing is the identity; a received signal then stops the loop."""
+def test_the_stop_check_acts_on_the_signal_the_processes_agree_on():
+    """Without torchrun, agreeing is the identity; the check stops on what the agreement returns
+    (the all-reduce itself runs in the torchrun test)."""
     assert distributed.agree_on_signal(distributed.ONE_PROCESS, None) is None
     assert distributed.agree_on_signal(distributed.ONE_PROCESS, 15) == 15
     stop = run.StopOnSignal()
