@@ -11,6 +11,9 @@ Quality (train each preset for the same epochs, then score its test embeddings):
     python benchmarks/bench_training.py quality [--presets default fast paper vanilla] [--set key=value ...]
         [--device cpu]
 
+Score (the quality columns of a model trained elsewhere: a run directory or pretrained/NAME):
+    python benchmarks/bench_training.py score RUN_DIR [--device cpu]
+
 ``--device`` (both: ``cpu``, ``cuda`` or ``cuda:N``, default ``cpu``) is where the models train and
 embed; for quality it sets ``training.device`` (a ``--set training.device=...`` given too wins).
 
@@ -184,18 +187,38 @@ def merge_six_nine(labels):
     return np.where(labels == 9, 6, labels)
 
 
-def quality(args):
+HEADER = (
+    "| preset | epochs | train images | train time (min) | kNN acc (k=5) | kNN acc, 6 = 9 "
+    "| KMeans purity (k=10) | orientation sensitivity |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def score_row(name, model, minutes):
+    """The quality table's row for a trained ``model`` (kNN, purity, sensitivity on its config's data)."""
     import run
     from analysis.invariance import orientation_sensitivity
     from analysis.metrics import kmeans_purity, knn_accuracy
+
+    config = model.config
+    dset, _, dset_test, _ = run.get_datasets_from_config(config)
+    emb_train, y_train, emb_test, y_test = run.split_embeddings(model, dset, dset_test)
+    knn = knn_accuracy(emb_train, y_train, emb_test, y_test, k=5)
+    knn_69 = knn_accuracy(emb_train, merge_six_nine(y_train), emb_test, merge_six_nine(y_test), k=5)
+    purity = kmeans_purity(emb_test, y_test, n_clusters=10)
+    sensitivity = orientation_sensitivity(model, upright_test_digits(config.data.data_dir, 1000))
+    trained = "-" if minutes is None else f"{minutes:.1f}"
+    return (
+        f"| {name} | {config.training.epochs} | {len(dset)} | {trained} | {knn:.3f} | {knn_69:.3f} "
+        f"| {purity:.3f} | {sensitivity['relative_distance']:.3f} |"
+    )
+
+
+def quality(args):
+    import run
     from configs.schema import load_config
 
     print(f"device: {args.device}, torch threads: {torch.get_num_threads()}\n")
-    print(
-        "| preset | epochs | train images | train time (min) | kNN acc (k=5) | kNN acc, 6 = 9 "
-        "| KMeans purity (k=10) | orientation sensitivity |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    print(HEADER)
     for preset in args.presets:
         with tempfile.TemporaryDirectory() as out:
             overrides = [
@@ -209,17 +232,16 @@ def quality(args):
             run_dir = run.train(config)
             minutes = (time.perf_counter() - start) / 60
             model = run.load_model(run_dir, device=run.pick_device(config.training.device))
-        dset, _, dset_test, _ = run.get_datasets_from_config(config)
-        emb_train, y_train, emb_test, y_test = run.split_embeddings(model, dset, dset_test)
-        knn = knn_accuracy(emb_train, y_train, emb_test, y_test, k=5)
-        knn_69 = knn_accuracy(emb_train, merge_six_nine(y_train), emb_test, merge_six_nine(y_test), k=5)
-        purity = kmeans_purity(emb_test, y_test, n_clusters=10)
-        sensitivity = orientation_sensitivity(model, upright_test_digits(config.data.data_dir, 1000))
-        print(
-            f"| {preset} | {config.training.epochs} | {len(dset)} | {minutes:.1f} | {knn:.3f} | {knn_69:.3f} "
-            f"| {purity:.3f} | {sensitivity['relative_distance']:.3f} |",
-            flush=True,
-        )
+            print(score_row(preset, model, minutes), flush=True)
+
+
+def score(args):
+    """Score a model trained elsewhere (a run directory or ``pretrained/NAME``), as quality does."""
+    import run
+
+    model = run.load_model(args.run_dir, device=run.pick_device(args.device))
+    print(HEADER)
+    print(score_row(args.run_dir, model, None), flush=True)
 
 
 def main(argv=None):
@@ -253,8 +275,11 @@ def main(argv=None):
         help="config override applied to every preset (repeatable), e.g. --set training.epochs=3",
     )
     p_quality.add_argument("--device", default="cpu", help=device_help)
+    p_score = sub.add_parser("score", help="score a trained run directory or pretrained/NAME as quality does")
+    p_score.add_argument("run_dir")
+    p_score.add_argument("--device", default="cpu", help=device_help)
     args = parser.parse_args(argv)
-    {"speed": speed, "breakdown": breakdown, "quality": quality}[args.what](args)
+    {"speed": speed, "breakdown": breakdown, "quality": quality, "score": score}[args.what](args)
 
 
 if __name__ == "__main__":

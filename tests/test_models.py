@@ -8,7 +8,7 @@ from configs.schema import Config, apply_overrides, load_config
 from data import generate_shapes
 from models.build import build_model_from_config, load_model, save_checkpoint
 from models.decoders.cnn_decoder import CNNDecoder
-from models.encoders_o2.o2_encoder import O2Encoder, WholeMapConv
+from models.encoders_o2.o2_encoder import InnerBatchNorm, O2Encoder, WholeMapConv
 from models.encoders_vanilla.cnn_encoder import CNNEncoder
 from models.vae import VAE
 from registration import disk_mask, rotate_flip
@@ -66,6 +66,38 @@ def test_whole_map_conv_matches_e2cnn_convolution(training):
     torch.testing.assert_close(ours(x).tensor, reference(x).tensor, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="expects 5x5 maps, got \\(7, 7\\)"):
         ours(enn.GeometricTensor(torch.randn(1, in_type.size, 7, 7), in_type))
+
+
+@pytest.mark.parametrize("fields", ["regular", "mixed sizes"])
+def test_inner_batch_norm_matches_e2cnns(fields):
+    import e2cnn.nn as enn
+
+    gs = gspaces.FlipRot2dOnR2(N=8)
+    regular, trivial = gs.regular_repr, gs.trivial_repr
+    reprs = 3 * [regular] if fields == "regular" else [regular, trivial, regular]
+    field_type = enn.FieldType(gs, reprs)
+    torch.manual_seed(0)
+    ours, reference = InnerBatchNorm(field_type), enn.InnerBatchNorm(field_type)
+    for module in (ours, reference):  # non-trivial affine parameters, so a misplaced channel shows
+        for param in module.parameters():
+            param.data = torch.linspace(0.5, 1.5, param.numel()).reshape(param.shape)
+    x = torch.randn(6, field_type.size, 7, 7) * torch.linspace(0.5, 3.0, field_type.size)[:, None, None]
+    x_ours, x_reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    upstream = torch.randn_like(x)
+    for _ in range(2):  # two training steps: the running statistics update too
+        out_ours = ours(enn.GeometricTensor(x_ours, field_type)).tensor
+        out_reference = reference(enn.GeometricTensor(x_reference, field_type)).tensor
+        torch.testing.assert_close(out_ours, out_reference, rtol=1e-6, atol=1e-6)
+        (out_ours * upstream).sum().backward(), (out_reference * upstream).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_reference.grad, rtol=1e-6, atol=1e-6)
+    for (name, a), (_, b) in zip(ours.state_dict().items(), reference.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=name)
+    ours.eval(), reference.eval()
+    torch.testing.assert_close(
+        ours(enn.GeometricTensor(x, field_type)).tensor, reference(enn.GeometricTensor(x, field_type)).tensor
+    )
+    with pytest.raises(ValueError, match="expects fields of type"):
+        ours(enn.GeometricTensor(x[:, :16], enn.FieldType(gs, [gs.regular_repr])))
 
 
 @pytest.mark.parametrize("first_layer", [True, False])

@@ -55,12 +55,33 @@ def build_gspace(group, n_rotations, max_frequency):
     raise ValueError(f"group must be 'dihedral' or 'o2', got {group!r}")
 
 
+class InnerBatchNorm(enn.InnerBatchNorm):
+    """e2cnn's ``InnerBatchNorm``, without a copy when the fields are all of one size.
+
+    e2cnn normalises each group of equally sized fields and copies the result into a new tensor.
+    When one size spans every channel (always so in the regular layers here), normalising the
+    whole tensor at once gives the same numbers without that copy and its backward pass. The
+    parameters, buffers and export are e2cnn's.
+    """
+
+    def forward(self, input):
+        if input.type != self.in_type:
+            raise ValueError(f"InnerBatchNorm expects fields of type {self.in_type}, got {input.type}")
+        if len(self._contiguous) != 1 or not all(self._contiguous.values()):
+            return super().forward(input)
+        (size,) = self._contiguous
+        b, c, h, w = input.tensor.shape
+        batch_norm = getattr(self, f"batch_norm_[{size}]")
+        out = batch_norm(input.tensor.view(b, c // size, size, h, w)).view(b, c, h, w)
+        return enn.GeometricTensor(out, self.out_type)
+
+
 def _regular_layer(in_type, multiplicity, conv):
     gs = in_type.gspace
     out_type = enn.FieldType(gs, multiplicity * [gs.regular_repr])
     layers = [
         conv(in_type, out_type),
-        enn.InnerBatchNorm(out_type),
+        InnerBatchNorm(out_type),
         enn.ReLU(out_type, inplace=True),
     ]
     return layers, out_type
@@ -79,7 +100,7 @@ def _norm_layer(in_type, multiplicity, conv, max_frequency):
         enn.MultipleModule(
             out_type,
             labels,
-            [(enn.InnerBatchNorm(trivial), "trivial"), (enn.NormBatchNorm(irreps), "irreps")],
+            [(InnerBatchNorm(trivial), "trivial"), (enn.NormBatchNorm(irreps), "irreps")],
         ),
         enn.MultipleModule(
             out_type,
@@ -110,7 +131,7 @@ def _induced_gated_layer(in_type, multiplicity, conv, max_frequency):
         enn.MultipleModule(
             out_type,
             bn_labels,
-            [(enn.InnerBatchNorm(trivial + gates), "trivial"), (enn.InducedNormBatchNorm(gated), "gated")],
+            [(InnerBatchNorm(trivial + gates), "trivial"), (enn.InducedNormBatchNorm(gated), "gated")],
         ),
         enn.MultipleModule(
             out_type,
