@@ -45,12 +45,11 @@ sys.path.insert(0, str(ROOT))
 PRESETS = {
     "default": "configs.config_o2mnist",
     "fast": "configs.config_o2mnist_fast",
-    "invariant": "configs.config_o2mnist_invariant",
     "paper": "configs.config_o2mnist_paper",
     "vanilla": "configs.config_o2mnist_vanilla",
     "full": "configs.config_o2mnist_full",  # the default model on all 60k images (quality only)
 }
-ARCHITECTURES = ("default", "fast", "invariant", "paper", "vanilla")  # what the speed benchmark compares
+ARCHITECTURES = ("default", "fast", "paper", "vanilla")  # what the speed benchmark compares
 
 
 def speed_one(preset, size, batch, steps, device):

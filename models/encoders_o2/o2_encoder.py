@@ -29,11 +29,11 @@ stride-2 pooling maps ``2n + 1`` to ``n + 1``, so with an image size divisible b
 layer takes a ``2^k m`` image straight to ``2^(k-1) m + 1``). The last map, ``m + 1`` pixels, is
 covered by one kernel whose sampling grid is symmetric about its centre at any size. The embedding
 is then invariant to the 8 grid symmetries up to float error. Other angles are approximated by the
-sampling of the kernels (and reach the error of image interpolation at best): the trained default
-D8 encoder has an orientation sensitivity of 0.09 on O2-MNIST, the paper's continuous-O(2) one
-0.03-0.04 at 20-44x the training time. Training with the invariance term of
-:class:`models.vae.VAE` (``model.invariance_weight``) brings the D8 encoder to 0.04
-(BENCHMARKS.md, "Invariance term").
+sampling of the kernels (and reach the error of image interpolation at best): trained alone, the
+D8 encoder has an orientation sensitivity of 0.09-0.10 on O2-MNIST, the paper's continuous-O(2)
+one 0.03-0.04 at 20-44x the training time. The default preset trains it with the invariance term
+of :class:`models.vae.VAE` (``model.invariance_weight``), which brings it to 0.03-0.04 at a
+fraction of that cost (BENCHMARKS.md, "Training recipe").
 """
 
 import functools
