@@ -2,7 +2,7 @@
 
 Speed (each configuration in a fresh process, so peak memory is its own):
     python benchmarks/bench_training.py speed [--presets default fast paper vanilla] [--sizes 32 64]
-        [--batches 64 256] [--steps 5] [--device cpu]
+        [--batches 64 256] [--steps 5] [--device cpu] [--set key=value ...]
 
 Breakdown (where the time of one default training step goes: encoder, e2cnn filter expansion, decoder):
     python benchmarks/bench_training.py breakdown [--sizes 32 64] [--batches 64 256] [--set key=value ...]
@@ -11,11 +11,13 @@ Quality (train each preset for the same epochs, then score its test embeddings):
     python benchmarks/bench_training.py quality [--presets default fast paper vanilla] [--set key=value ...]
         [--device cpu]
 
-Score (the quality columns of a model trained elsewhere: a run directory or pretrained/NAME):
+Score (the quality columns of an O2-MNIST model trained elsewhere: a run directory, or
+pretrained/o2mnist or pretrained/o2mnist_vanilla):
     python benchmarks/bench_training.py score RUN_DIR [--device cpu]
 
-``--device`` (both: ``cpu``, ``cuda`` or ``cuda:N``, default ``cpu``) is where the models train and
-embed; for quality it sets ``training.device`` (a ``--set training.device=...`` given too wins).
+``--device`` (speed, quality and score: ``cpu``, ``cuda`` or ``cuda:N``, default ``cpu``) is where
+the models train and embed; for quality it sets ``training.device`` (a ``--set
+training.device=...`` given too wins).
 
 Speed: images/second of full training steps (forward, aligned loss, backward, Adam) on random
 images, after one warm-up step, and the process's peak resident memory (CPU) or peak CUDA
@@ -52,12 +54,12 @@ PRESETS = {
 ARCHITECTURES = ("default", "fast", "paper", "vanilla")  # what the speed benchmark compares
 
 
-def speed_one(preset, size, batch, steps, device):
+def speed_one(preset, size, batch, steps, device, overrides=()):
     """Images/second and peak memory (MB) of ``steps`` training steps; run in its own process."""
     from configs.schema import load_config
     from models.build import build_model_from_config
 
-    config = load_config(PRESETS[preset], [f"model.image_size={size}"])
+    config = load_config(PRESETS[preset], [f"model.image_size={size}", *overrides])
     device = torch.device(device)
     model = build_model_from_config(config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -102,6 +104,7 @@ def speed(args):
                         str(batch),
                         str(args.steps),
                         args.device,
+                        *args.overrides,
                     ],
                     capture_output=True,
                     text=True,
@@ -239,6 +242,12 @@ def score(args):
     import run
 
     model = run.load_model(args.run_dir, device=run.pick_device(args.device))
+    meta = pathlib.Path(model.config.data.data_dir) / "meta_test.npz"
+    if not meta.is_file() or "mnist_index" not in np.load(meta):
+        raise SystemExit(
+            f"{args.run_dir} was trained on {model.config.data.data_dir}, which is not O2-MNIST "
+            f"({meta} with 'mnist_index' is missing): score measures O2-MNIST models only"
+        )
     print(HEADER)
     print(score_row(args.run_dir, model, None), flush=True)
 
@@ -246,8 +255,8 @@ def score(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_speed_one":
-        preset, size, batch, steps, device = argv[1:]
-        print(json.dumps(speed_one(preset, int(size), int(batch), int(steps), device)))
+        preset, size, batch, steps, device, *overrides = argv[1:]
+        print(json.dumps(speed_one(preset, int(size), int(batch), int(steps), device, overrides)))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -258,6 +267,14 @@ def main(argv=None):
     device_help = "where to train and embed: cpu, cuda or cuda:N"
     p_speed.add_argument("--device", default="cpu", help=device_help)
     p_speed.add_argument("--presets", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    p_speed.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override applied to every preset (repeatable), e.g. --set model.invariance_weight=0",
+    )
     p_breakdown = sub.add_parser("breakdown", help="where the time of a default training step goes")
     p_breakdown.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
     p_breakdown.add_argument("--batches", type=int, nargs="+", default=[64, 256])

@@ -69,7 +69,7 @@ def test_whole_map_conv_matches_e2cnn_convolution(training):
 
 
 @pytest.mark.parametrize("fields", ["regular", "mixed sizes"])
-def test_inner_batch_norm_matches_e2cnns(fields):
+def test_inner_batch_norm_matches_e2cnns(fields, monkeypatch):
     import e2cnn.nn as enn
 
     gs = gspaces.FlipRot2dOnR2(N=8)
@@ -84,12 +84,18 @@ def test_inner_batch_norm_matches_e2cnns(fields):
     x = torch.randn(6, field_type.size, 7, 7) * torch.linspace(0.5, 3.0, field_type.size)[:, None, None]
     x_ours, x_reference = x.clone().requires_grad_(), x.clone().requires_grad_()
     upstream = torch.randn_like(x)
+    e2cnn_forward, e2cnn_calls = enn.InnerBatchNorm.forward, []
+    monkeypatch.setattr(
+        enn.InnerBatchNorm, "forward", lambda self, x: e2cnn_calls.append(self) or e2cnn_forward(self, x)
+    )
     for _ in range(2):  # two training steps: the running statistics update too
         out_ours = ours(enn.GeometricTensor(x_ours, field_type)).tensor
         out_reference = reference(enn.GeometricTensor(x_reference, field_type)).tensor
         torch.testing.assert_close(out_ours, out_reference, rtol=1e-6, atol=1e-6)
         (out_ours * upstream).sum().backward(), (out_reference * upstream).sum().backward()
     torch.testing.assert_close(x_ours.grad, x_reference.grad, rtol=1e-6, atol=1e-6)
+    # one field size: ours never falls back to e2cnn's forward; mixed sizes: it does
+    assert sum(module is ours for module in e2cnn_calls) == (0 if fields == "regular" else 2)
     for (name, a), (_, b) in zip(ours.state_dict().items(), reference.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=name)
     ours.eval(), reference.eval()
