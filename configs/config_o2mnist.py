@@ -24,7 +24,7 @@ config.model.zdim = 32
 config.model.encoder_channels = [1, 4, 6]  # D8 regular-field multiplicities (x16 channels)
 config.model.encoder_downsample = [True, True, True]  # 32 px -> 5x5 map, then the whole-map layer
 config.model.encoder_out = 64  # last-layer fields -> 64 x (1 + max_frequency) = 256 invariants
-config.model.beta = 0.25  # a lighter KL term: kNN +0.04 to +0.06 at equal epochs (BENCHMARKS.md)
+config.model.beta = 0.25  # a lighter KL term: kNN +0.03 to +0.06 at 10k images x 3 epochs (BENCHMARKS.md)
 config.model.invariance_weight = 10.0  # a rotated copy's embedding pulled to its original's
 config.training.epochs = 6
 config.training.lr = 4e-3

@@ -32,8 +32,8 @@ is then invariant to the 8 grid symmetries up to float error. Other angles are a
 sampling of the kernels (and reach the error of image interpolation at best): trained alone, the
 D8 encoder has an orientation sensitivity of 0.09-0.10 on O2-MNIST, the paper's continuous-O(2)
 one 0.03-0.04 at 20-44x the training time. The default preset trains it with the invariance term
-of :class:`models.vae.VAE` (``model.invariance_weight``), which brings it to 0.03-0.04 at a
-fraction of that cost (BENCHMARKS.md, "Training recipe").
+of :class:`models.vae.VAE` (``model.invariance_weight``), which brings it to about 0.04 (0.034 to
+0.045 over the budgets measured) at a fraction of that cost (BENCHMARKS.md, "Training recipe").
 """
 
 import functools
