@@ -24,6 +24,8 @@ def _check_batch_type(x, name):
         raise ValueError(f"{name} must have shape (b, c, h, w), got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a float dtype, got {x.dtype}")
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{name} has empty images or no channels: shape {tuple(x.shape)}")
 
 
 def check_images(x, name):

@@ -335,6 +335,8 @@ PAIR_FUNCTIONS = {
         (torch.zeros(1, 1, 8, 8), torch.zeros(1, 8, 8), ValueError, r"moving must have shape \(b, c, h, w\)"),
         (torch.zeros(2, 1, 8, 8), torch.zeros(3, 1, 8, 8), ValueError, "same shape"),
         (torch.zeros(0, 1, 8, 8), torch.zeros(0, 1, 8, 8), ValueError, "empty batch"),
+        (torch.zeros(1, 1, 0, 3), torch.zeros(1, 1, 0, 3), ValueError, r"fixed has empty images.*0, 3\)"),
+        (torch.zeros(2, 0, 8, 8), torch.zeros(2, 0, 8, 8), ValueError, "fixed has empty images or no"),
         (
             torch.zeros(1, 1, 8, 8, dtype=torch.int64),
             torch.zeros(1, 1, 8, 8),
