@@ -28,6 +28,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+import allocator
 import distributed
 from configs.schema import ConfigError, apply_overrides, load_config
 from data.datasets import DatasetError, get_datasets_from_config
@@ -342,6 +343,7 @@ def train(config, resume_dir=None, world=distributed.ONE_PROCESS):
     """
     device = pick_device(config.training.device, world)
     check_training_device(config.training, device, world)
+    allocator.keep_freed_memory()  # every step reuses the last one's pages (see allocator.py)
     seed = config.training.seed
     seed_everything(seed)
     loader_generator = torch.Generator().manual_seed(seed)

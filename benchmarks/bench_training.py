@@ -2,7 +2,7 @@
 
 Speed (each configuration in a fresh process, so peak memory is its own):
     python benchmarks/bench_training.py speed [--presets default fast paper vanilla] [--sizes 32 64]
-        [--batches 64 256] [--steps 5] [--device cpu] [--set key=value ...]
+        [--batches 64 256] [--steps 5] [--device cpu] [--set key=value ...] [--system-malloc]
 
 Breakdown (where the time of one default training step goes: encoder, e2cnn filter expansion, decoder):
     python benchmarks/bench_training.py breakdown [--sizes 32 64] [--batches 64 256] [--set key=value ...]
@@ -21,7 +21,8 @@ training.device=...`` given too wins).
 
 Speed: images/second of full training steps (forward, aligned loss, backward, Adam) on random
 images, after one warm-up step, and the process's peak resident memory (CPU) or peak CUDA
-memory. Quality: kNN (k=5) accuracy of test embeddings against training embeddings, KMeans
+memory. Each process keeps freed memory as ``run.train`` does (``allocator.py``), unless
+``--system-malloc``. Quality: kNN (k=5) accuracy of test embeddings against training embeddings, KMeans
 (k=10) purity of test embeddings, and the orientation sensitivity of ``analysis.invariance``
 (two random orientations of 1000 upright test digits; 0 is invariant, ~1 is blind to identity).
 kNN is also reported with 6 and 9 as one class: rotated by 180 degrees a 6 is a 9, so an
@@ -54,11 +55,17 @@ PRESETS = {
 ARCHITECTURES = ("default", "fast", "paper", "vanilla")  # what the speed benchmark compares
 
 
-def speed_one(preset, size, batch, steps, device, overrides=()):
-    """Images/second and peak memory (MB) of ``steps`` training steps; run in its own process."""
+def speed_one(preset, size, batch, steps, device, overrides=(), keep_memory=True):
+    """Images/second and peak memory (MB) of ``steps`` training steps; run in its own process.
+
+    ``keep_memory``: set glibc's thresholds as ``run.train`` does (``allocator.keep_freed_memory``).
+    """
+    from allocator import keep_freed_memory
     from configs.schema import load_config
     from models.build import build_model_from_config
 
+    if keep_memory:
+        keep_freed_memory()
     config = load_config(PRESETS[preset], [f"model.image_size={size}", *overrides])
     device = torch.device(device)
     model = build_model_from_config(config).to(device).train()
@@ -87,7 +94,8 @@ def speed_one(preset, size, batch, steps, device, overrides=()):
 
 
 def speed(args):
-    print(f"device: {args.device}, torch threads: {torch.get_num_threads()}\n")
+    memory = "glibc's own thresholds" if args.system_malloc else "freed memory kept (allocator.py)"
+    print(f"device: {args.device}, torch threads: {torch.get_num_threads()}, {memory}\n")
     print("| preset | size | batch | images/s | peak memory (MB) | x paper | x vanilla |")
     print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
@@ -104,6 +112,7 @@ def speed(args):
                         str(batch),
                         str(args.steps),
                         args.device,
+                        "system" if args.system_malloc else "keep",
                         *args.overrides,
                     ],
                     capture_output=True,
@@ -142,8 +151,10 @@ def step_parts_ms(config, batch, repeats):
     """Mean milliseconds of a full training step, the encoder, its filter expansion and the decoder."""
     import e2cnn.nn as enn
 
+    from allocator import keep_freed_memory
     from models.build import build_model_from_config
 
+    keep_freed_memory()  # as run.train does
     torch.manual_seed(0)
     model = build_model_from_config(config).train()
     size = config.model.image_size
@@ -255,8 +266,9 @@ def score(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_speed_one":
-        preset, size, batch, steps, device, *overrides = argv[1:]
-        print(json.dumps(speed_one(preset, int(size), int(batch), int(steps), device, overrides)))
+        preset, size, batch, steps, device, memory, *overrides = argv[1:]
+        rate = speed_one(preset, int(size), int(batch), int(steps), device, overrides, memory == "keep")
+        print(json.dumps(rate))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -274,6 +286,11 @@ def main(argv=None):
         default=[],
         metavar="KEY=VALUE",
         help="config override applied to every preset (repeatable), e.g. --set model.invariance_weight=0",
+    )
+    p_speed.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's memory thresholds as they are (training before allocator.py)",
     )
     p_breakdown = sub.add_parser("breakdown", help="where the time of a default training step goes")
     p_breakdown.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
