@@ -4,9 +4,11 @@ glibc's ``malloc`` maps allocations above a threshold (at most 32 MiB, lower for
 until it adapts) straight from the kernel and unmaps them when they are freed, and it returns the
 top of its heap to the kernel once more than a threshold is free. A training step allocates and
 frees the same activations every time, so every step faults its pages in again: at 64 px and
-batch 256 the default O2-VAE took about 0.9 million minor page faults and 1.6 s of system time per
-step. Raising both thresholds lets ``free`` keep the memory for the next step: 1.2-2.2x faster
-training steps on CPU, for 0-40 % more peak memory (BENCHMARKS.md, "Training speed and memory").
+batch 256 the default O2-VAE took about 0.9 million minor page faults and 1.5 s of system time per
+step. Raising both thresholds lets ``free`` keep the memory for the next step. Measured on a
+2-core CPU (BENCHMARKS.md, "Freed memory kept"): about 2.2x faster training steps at 64 px, batch
+256, for 30-50 % more peak memory; 1.3-1.4x for the vanilla VAE and 1.0-1.1x for the default
+O2-VAE at the smaller settings, where peak memory stays within a few percent.
 """
 
 import ctypes

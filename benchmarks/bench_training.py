@@ -21,7 +21,8 @@ training.device=...`` given too wins).
 
 Speed: images/second of full training steps (forward, aligned loss, backward, Adam) on random
 images, after one warm-up step, and the process's peak resident memory (CPU) or peak CUDA
-memory. Each process keeps freed memory as ``run.train`` does (``allocator.py``), unless
+memory, and the minor page faults per timed step (memory the kernel had to map in: see
+``allocator.py``). Each process keeps freed memory as ``run.train`` does (``allocator.py``), unless
 ``--system-malloc``. Quality: kNN (k=5) accuracy of test embeddings against training embeddings, KMeans
 (k=10) purity of test embeddings, and the orientation sensitivity of ``analysis.invariance``
 (two random orientations of 1000 upright test digits; 0 is invariant, ~1 is blind to identity).
@@ -82,6 +83,7 @@ def speed_one(preset, size, batch, steps, device, overrides=(), keep_memory=True
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -90,14 +92,21 @@ def speed_one(preset, size, batch, steps, device, overrides=(), keep_memory=True
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"img_per_s": steps * batch / (time.perf_counter() - start), "peak_mb": peak_mb}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return {
+        "img_per_s": steps * batch / (time.perf_counter() - start),
+        "peak_mb": peak_mb,
+        "faults_per_step": faults / steps,
+    }
 
 
 def speed(args):
     memory = "glibc's own thresholds" if args.system_malloc else "freed memory kept (allocator.py)"
     print(f"device: {args.device}, torch threads: {torch.get_num_threads()}, {memory}\n")
-    print("| preset | size | batch | images/s | peak memory (MB) | x paper | x vanilla |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| preset | size | batch | images/s | peak memory (MB) | page faults / step | x paper | x vanilla |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for batch in args.batches:
             rates = {}
@@ -128,7 +137,7 @@ def speed(args):
                 ]
                 print(
                     f"| {preset} | {size} | {batch} | {r['img_per_s']:.0f} | {r['peak_mb']:.0f} "
-                    f"| {' | '.join(ratios)} |",
+                    f"| {r['faults_per_step']:,.0f} | {' | '.join(ratios)} |",
                     flush=True,
                 )
 

@@ -9,6 +9,6 @@ from configs.schema import Config, from_dict
 
 config = from_dict(Config, _default.to_dict())  # a copy: never edit another preset in place
 config.data.limit_train = None
-config.training.epochs = 20
+config.training.epochs = 15
 config.training.validate_every = 5
 config.training.checkpoint_every = 5

@@ -1,4 +1,4 @@
-"""benchmarks/bench_training.py: ``score`` gives a saved model the figures ``quality`` gave it."""
+"""benchmarks/bench_training.py: ``score`` repeats ``quality``; ``speed`` counts page faults."""
 
 import re
 import shutil
@@ -40,3 +40,21 @@ def test_score_refuses_a_model_of_another_dataset(tiny_config):
     run_dir = run.train(tiny_config)  # O2-shapes: its metadata has no MNIST indices
     with pytest.raises(SystemExit, match="is not O2-MNIST"):
         bench_training.main(["score", str(run_dir)])
+
+
+@pytest.mark.slow
+def test_speed_counts_the_page_faults_that_kept_memory_avoids(capsys):
+    """The speed rows' fault column: vanilla at 64 px maps its activations afresh each step by default."""
+    faults = {}
+    for mode in ("keep", "system"):
+        flag = ["--system-malloc"] if mode == "system" else []
+        bench_training.main(
+            ["speed", "--presets", "vanilla", "--sizes", "64", "--batches", "64", "--steps", "4", *flag]
+        )
+        out = capsys.readouterr().out
+        assert ("glibc's own thresholds" in out) == (mode == "system")
+        (row,) = [line.split(" | ") for line in out.splitlines() if line.startswith("| vanilla")]
+        assert row[1:3] == ["64", "64"] and float(row[3]) > 0
+        faults[mode] = float(row[5].replace(",", ""))
+    print(f"page faults per step: {faults}")
+    assert faults["system"] > 3 * faults["keep"]  # 4.5-20x in runs while writing this test
