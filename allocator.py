@@ -19,6 +19,14 @@ M_MMAP_THRESHOLD = -3
 KEEP_BYTES = 1 << 30
 
 
+def glibc():
+    """This process's C library through ``ctypes`` if it is glibc (on Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None)
+    return libc if hasattr(libc, "gnu_get_libc_version") else None  # musl's mallopt differs or is absent
+
+
 def keep_freed_memory(limit_bytes=KEEP_BYTES):
     """Have glibc keep freed memory for reuse instead of returning it to the kernel.
 
@@ -41,9 +49,7 @@ def keep_freed_memory(limit_bytes=KEEP_BYTES):
     """
     if not 0 < limit_bytes < 2**31:
         raise ValueError(f"limit_bytes must be in (0, 2**31), got {limit_bytes}")
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(None)
-    if not hasattr(libc, "gnu_get_libc_version"):  # musl and others: their mallopt differs or is absent
+    libc = glibc()
+    if libc is None:
         return False
     return all(libc.mallopt(param, limit_bytes) == 1 for param in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD))

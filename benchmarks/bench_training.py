@@ -21,11 +21,11 @@ training.device=...`` given too wins).
 
 Speed: images/second of full training steps (forward, aligned loss, backward, Adam) on random
 images, after one warm-up step, and the process's peak resident memory (CPU) or peak CUDA
-memory, and the minor page faults per timed step (memory the kernel had to map in: see
-``allocator.py``). Each process keeps freed memory as ``run.train`` does (``allocator.py``), unless
-``--system-malloc``. Quality: kNN (k=5) accuracy of test embeddings against training embeddings, KMeans
-(k=10) purity of test embeddings, and the orientation sensitivity of ``analysis.invariance``
-(two random orientations of 1000 upright test digits; 0 is invariant, ~1 is blind to identity).
+memory, and the minor page faults per timed step (pages the kernel had to map in). Each process
+keeps freed memory as ``run.train`` does (``allocator.py``), unless ``--system-malloc``.
+Quality: kNN (k=5) accuracy of test embeddings against training embeddings, KMeans (k=10) purity
+of test embeddings, and the orientation sensitivity of ``analysis.invariance`` (two random
+orientations of 1000 upright test digits; 0 is invariant, ~1 is blind to identity).
 kNN is also reported with 6 and 9 as one class: rotated by 180 degrees a 6 is a 9, so an
 invariant embedding can tell them apart only by handwriting style.
 Needs ``data/o2_mnist`` (python data/generate_o2mnist.py).

@@ -1,4 +1,3 @@
-import ctypes
 import pathlib
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import run
 from configs.schema import apply_overrides
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-GLIBC = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
 BUFFER_PAGES = 64 * 2**20 // 4096  # the pages of one 64 MiB tensor
 
 # Allocates and frees a 64 MiB tensor: 10 rounds to settle, then counts the minor page faults of
@@ -42,7 +40,7 @@ def faults_of_ten_rounds(mode):
     return int(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt only")
+@pytest.mark.skipif(allocator.glibc() is None, reason="glibc's mallopt only")
 def test_kept_memory_is_reused_without_page_faults():
     system, kept = faults_of_ten_rounds("system"), faults_of_ten_rounds("keep")
     print(f"minor page faults of 10 allocations of 64 MiB: {system} by default, {kept} kept")
