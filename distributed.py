@@ -8,6 +8,7 @@ A plain ``python run.py`` has no such environment and trains as one process, unc
 
 import dataclasses
 import os
+import sys
 
 import numpy as np
 import torch
@@ -62,6 +63,23 @@ def leave(world):
     """Leave the process group (after training)."""
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def finish_together(world):
+    """Wait until every process has finished its run, then return: the end of a run that went well.
+
+    Rank 0 validates, saves and reports after the others' last step. A process that exits early
+    and fails in its own teardown (seen once in CI: a gloo process aborting at exit) would have
+    torchrun stop rank 0 in the middle of that; waiting here makes every process exit only
+    once rank 0's files are written. A wait longer than the process group's timeout (30
+    minutes) gives up with a warning, and the processes exit as they finish.
+    """
+    if not world.distributed:
+        return
+    try:
+        barrier(world)
+    except RuntimeError as e:  # gloo's timeout, or a peer that gave up first
+        print(f"warning: process {world.rank} stopped waiting for the others to finish: {e}", file=sys.stderr)
 
 
 def barrier(world):

@@ -678,8 +678,11 @@ def main(argv=None):
             config = apply_overrides(saved, overrides)
             if config.model != saved.model or config.data != saved.data:
                 raise ConfigError("--resume may change training and logging settings only, not model or data")
-            return train(config, resume_dir=run_dir, world=world)
-        return train(load_config(args.config, args.overrides), world=world)
+            run_dir = train(config, resume_dir=run_dir, world=world)
+        else:
+            run_dir = train(load_config(args.config, args.overrides), world=world)
+        distributed.finish_together(world)
+        return run_dir
     except Terminated:
         sys.exit(128 + signal.SIGTERM)  # the run was saved; exit as a process killed by SIGTERM would
     except (

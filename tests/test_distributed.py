@@ -1,5 +1,6 @@
 """Data-parallel training under torchrun (gloo on the CPU), mixed precision and pinned loading."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -25,7 +26,9 @@ def torchrun(nproc, args, record_dir, tmp_path):
     """Run ``tests/ddp_driver.py`` (``run.main`` recording each step) under torchrun; returns the
     model.pt of the run and each rank's parameters after every step."""
     record_dir.mkdir(exist_ok=True)
+    # PYTHONFAULTHANDLER: a process that aborts prints where (a rank aborted once after training)
     env = dict(os.environ, RECORD_DIR=str(record_dir), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env["PYTHONFAULTHANDLER"] = "1"
     env.pop("WANDB_MODE", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     done = subprocess.run(
@@ -106,6 +109,9 @@ def test_torchrun_trains_with_identical_ranks_equal_to_one_process_and_resumes_e
     for i in range(len(steps[0])):  # DistributedDataParallel keeps the copies equal, bit for bit
         assert torch.equal(steps[0][i], steps[1][i]), f"ranks differ after step {i + 1}"
     assert not torch.equal(steps[0][0], steps[0][-1])  # it trained
+    times = [json.loads((tmp_path / "rec_full" / f"times{r}.json").read_text()) for r in range(2)]
+    # rank 0 validates and reports after training; rank 1 waits for it (distributed.finish_together)
+    assert times[1]["returned"] >= times[0]["trained"] > times[1]["trained"]
 
     config = load_config("configs.config_tiny", [a for a in args[1:]])
     expected, reference = reference_run(config, world_size=2)
@@ -160,6 +166,17 @@ def test_rank_seeds_differ_by_rank_and_position_and_repeat():
     assert len(seeds) == 30
     assert distributed.rank_seed(0, 1, 2, 3) == distributed.rank_seed(0, 1, 2, 3)
     assert distributed.rank_seed(0, 1, 2) != distributed.rank_seed(0, 1, 2, 0)
+
+
+def test_a_process_that_waits_too_long_for_the_others_warns_and_goes_on(monkeypatch, capsys):
+    def timed_out(world):
+        raise RuntimeError("Timed out waiting 1800000ms for recv operation to complete")
+
+    monkeypatch.setattr(distributed, "barrier", timed_out)
+    distributed.finish_together(distributed.World(1, 2, 1))  # no exception: the run went well
+    assert "process 1 stopped waiting for the others to finish: Timed out" in capsys.readouterr().err
+    distributed.finish_together(distributed.ONE_PROCESS)  # one process: nothing to wait for
+    assert capsys.readouterr().err == ""
 
 
 def test_the_stop_check_acts_on_the_signal_the_processes_agree_on():
