@@ -69,10 +69,10 @@ def finish_together(world):
     """Wait until every process has finished its run, then return: the end of a run that went well.
 
     Rank 0 validates, saves and reports after the others' last step. A process that exits early
-    and fails in its own teardown (seen once in CI: a gloo process aborting at exit) would have
-    torchrun stop rank 0 in the middle of that; waiting here makes every process exit only
-    once rank 0's files are written. A wait longer than the process group's timeout (30
-    minutes) gives up with a warning, and the processes exit as they finish.
+    and fails in its own teardown (seen once in CI: a gloo process aborting after its last
+    step) would have torchrun stop rank 0 in the middle of that; waiting here makes every
+    process exit only once rank 0's files are written. A wait longer than the process group's
+    timeout (30 minutes) gives up with a warning, and the processes exit as they finish.
     """
     if not world.distributed:
         return
